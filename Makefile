@@ -1,31 +1,58 @@
-# The two set-up commands of the README: `make run` and `make test`. Both create what is
-# missing and are idempotent (stamp files record what is installed).
+# The README's two set-up commands: `make run` and `make test`. Each creates what is missing and
+# is idempotent: stamp files record what is installed, and a stamp is redone only when its
+# requirements file changes.
+#
+# Environments (torch is installed once and shared through a .pth file):
+#   .venv-torch/  torch + torchvision (pip --target), about 2 minutes from this machine's disk
+#   .venv/        standalone app and trainer, pinned like Forge (gradio 4.40, diffusers 0.31)
+#   .venv-a1111/  pinned like AUTOMATIC1111 1.10 (gradio 3.41.2, transformers 4.30.2, ldm)
 PY ?= python3
+TORCH := .venv-torch
 VENV := .venv
-BIN := $(VENV)/bin
-PIP := $(BIN)/python -m pip -q --disable-pip-version-check
+A1111 := .venv-a1111
+PIPQ := -m pip -q --disable-pip-version-check
+SITE = $(shell $(PY) -c 'import sys; print(f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")')
 
-.PHONY: run test plan bench-plan clean
+.PHONY: run test test-fast envs bench-plan clean
 
 run: $(VENV)/.ok-app
-	$(BIN)/python -m sd_trainplan plan --preset dreambooth_advanced
+	$(VENV)/bin/python -m sd_trainplan plan --preset dreambooth_advanced
 
-test: $(VENV)/.ok-test
-	$(BIN)/python -m pytest
+test: $(VENV)/.ok-test $(A1111)/.ok
+	$(VENV)/bin/python -m pytest
+
+envs: $(VENV)/.ok-test $(A1111)/.ok
 
 bench-plan: $(VENV)/.ok-app
-	$(BIN)/python bench/plan_speed.py
+	$(VENV)/bin/python bench/plan_speed.py
 
-$(BIN)/python:
-	$(PY) -m venv $(VENV)
+$(TORCH)/.ok: requirements/torch.txt
+	rm -rf $(TORCH)
+	$(PY) $(PIPQ) install --target $(TORCH) -r requirements/torch.txt
+	touch $@
 
-$(VENV)/.ok-app: $(BIN)/python pyproject.toml
-	$(PIP) install -e .
+# A new venv that sees the shared torch (its own site-packages still come first).
+define make_venv
+	test -x $(1)/bin/python || $(PY) -m venv $(1)
+	echo "$(CURDIR)/$(TORCH)" > $(1)/$(SITE)/_sd_trainplan_shared_torch.pth
+endef
+
+$(VENV)/.ok-app: $(TORCH)/.ok requirements/standalone.txt pyproject.toml
+	$(call make_venv,$(VENV))
+	$(VENV)/bin/python $(PIPQ) install -r requirements/standalone.txt -e .
 	touch $@
 
 $(VENV)/.ok-test: $(VENV)/.ok-app requirements/test.txt
-	$(PIP) install -r requirements/test.txt
+	$(VENV)/bin/python $(PIPQ) install -r requirements/test.txt
+	touch $@
+
+# stable-diffusion-sdkit ships the Stability-AI ldm code the WebUI runs; its own pins are years
+# stale, so it goes in without them and requirements/a1111.txt supplies what ldm imports.
+$(A1111)/.ok: $(TORCH)/.ok requirements/a1111.txt requirements/test.txt pyproject.toml
+	$(call make_venv,$(A1111))
+	$(A1111)/bin/python $(PIPQ) install -r requirements/a1111.txt -r requirements/test.txt
+	$(A1111)/bin/python $(PIPQ) install --no-deps stable-diffusion-sdkit==2.1.5 -e .
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(A1111) $(TORCH) .pytest_cache .hypothesis

@@ -59,14 +59,12 @@ def convention_figures(s: Sheet, p: PlanInputs, updates: Optional[int], lr: Opti
         s.put("a1111_max_steps", updates, "updates",
               f"Max steps = weight updates = {updates}; the WebUI uses BS {bs}, GA {ga} (GA <= N // BS = {n // bs}),"
               f" {per_epoch} update(s) per epoch -> {fmt(updates / per_epoch)} epochs over all {n} images"
-              " (it has no validation split). Seed 000 counted batches; v1.10.1 counts updates.",
+              " (it has no validation split). Seed 000 counted batches; v1.10.1 counts updates."
+              + ("" if p.method == "ti" else " The built-in tab trains embeddings only."),
               "WebUI Train tab: Max steps")
         if ga != p.grad_accum or bs != p.batch_size:
             s.warn("grad_accum", f"the WebUI's Train tab silently lowers BS x GA to {bs} x {ga} for {n} images"
                    f" (GA <= images // BS); type GA {ga} there to get what you planned")
-        if p.method != "ti":
-            s.warn(None, "the WebUI's built-in Train tab trains embeddings only; use our trainer for "
-                   f"{p.method}")
     if lr is not None and sc is not None:
         s.put("a1111_learning_rate", a1111_schedule_text(sc), "LR",
               "the plan's LR, or its schedule as the WebUI's 'rate:until_step' pieces (piecewise-constant"

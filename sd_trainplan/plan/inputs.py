@@ -79,6 +79,7 @@ class Field:
     minimum: Optional[float] = None   # inclusive lower bound for int/float
     above: Optional[float] = None     # exclusive lower bound
     below: Optional[float] = None     # exclusive upper bound
+    maximum: Optional[float] = None   # inclusive upper bound: keeps every figure finite
     choices: Tuple[str, ...] = ()
 
     @property
@@ -88,34 +89,36 @@ class Field:
 
 FIELDS: Dict[str, Field] = {f.name: f for f in [
     Field("method", "choice", "what is trained", choices=METHODS),
-    Field("images", "int", "number of images in the dataset (N)", minimum=1),
-    Field("repeats", "int", "repeats of each image per epoch (r)", minimum=1),
+    Field("images", "int", "number of images in the dataset (N)", minimum=1, maximum=10**7),
+    Field("repeats", "int", "repeats of each image per epoch (r)", minimum=1, maximum=10**4),
     Field("val_split", "float", "fraction of images held out for validation (p)", minimum=0, below=1),
-    Field("batch_size", "int", "images per batch on each GPU (BS)", minimum=1),
-    Field("grad_accum", "int", "batches accumulated per weight update (GA)", minimum=1),
-    Field("gpus", "int", "data-parallel processes (P)", minimum=1),
-    Field("lr", "float", "learning rate (LR)", above=0),
+    Field("batch_size", "int", "images per batch on each GPU (BS)", minimum=1, maximum=4096),
+    Field("grad_accum", "int", "batches accumulated per weight update (GA)", minimum=1, maximum=4096),
+    Field("gpus", "int", "data-parallel processes (P)", minimum=1, maximum=4096),
+    Field("lr", "float", "learning rate (LR)", minimum=1e-12, maximum=10),
     Field("lr_scaling", "choice", "scale the LR with the effective batch: none, linear (--scale_lr), sqrt",
           choices=LR_SCALINGS),
-    Field("resolution", "int", "training resolution in px (RES), a multiple of 8", minimum=64),
+    Field("resolution", "int", "training resolution in px (RES), a multiple of 8", minimum=64,
+          maximum=16384),
     Field("base_resolution", "int", "the model's base resolution (RES_B): 512 SD1/2-base, 768 SD2-v, 1024 SDXL",
-          minimum=64),
+          minimum=64, maximum=16384),
     Field("train_text_encoder", "bool", "train the text encoder too (TE)"),
     Field("strength", "strength", "strength F: a name (" + ", ".join(STRENGTHS) + ") or a number > 0"),
     Field("scheduler", "scheduler", "LR schedule: " + ", ".join(SCHEDULERS) + ", or the WebUI's 'rate:step, ...'"),
-    Field("warmup", "int", "warm-up weight updates", minimum=0),
-    Field("steps", "int", "training length in steps (see step_unit)", minimum=1),
-    Field("epochs", "float", "training length in epochs", above=0),
+    Field("warmup", "int", "warm-up weight updates", minimum=0, maximum=10**9),
+    Field("steps", "int", "training length in steps (see step_unit)", minimum=1, maximum=10**9),
+    Field("epochs", "float", "training length in epochs", above=0, maximum=10**7),
     Field("step_unit", "choice", "what one of your steps is: a weight update or a batch", choices=STEP_UNITS),
-    Field("resolutions", "ints", "resolutions for dynamic-resolution training, e.g. 512,768", minimum=64),
-    Field("sweep_epochs", "float", "epochs of the LR range test", above=0),
-    Field("sweep_max_lr", "float", "LR at the end of the range test's linear sweep", above=0),
+    Field("resolutions", "ints", "resolutions for dynamic-resolution training, e.g. 512,768", minimum=64,
+          maximum=16384),
+    Field("sweep_epochs", "float", "epochs of the LR range test", above=0, maximum=10**6),
+    Field("sweep_max_lr", "float", "LR at the end of the range test's linear sweep", minimum=1e-12, maximum=10),
     Field("bounds_steps", "pair_int", "range-test steps where the loss starts to fall and where it flattens: LO,HI",
-          minimum=0),
-    Field("lr_bounds", "pair_float", "measured LR bounds from a range test: LO,HI", above=0),
+          minimum=0, maximum=10**9),
+    Field("lr_bounds", "pair_float", "measured LR bounds from a range test: LO,HI", minimum=1e-12, maximum=10),
     Field("weights", "choice", "how trained weights are stored: mixed (fp32 masters), bf16, fp16, fp32",
           choices=WEIGHTS),
-    Field("weight_scale", "float", "typical weight magnitude |w| for the precision floor", above=0),
+    Field("weight_scale", "float", "typical weight magnitude |w| for the precision floor", above=0, maximum=100),
 ]}
 
 
@@ -150,6 +153,8 @@ def _bounds(f: Field, v: float) -> Optional[str]:
         return f"must be > {f.above:g}"
     if f.below is not None and v >= f.below:
         return f"must be < {f.below:g}"
+    if f.maximum is not None and v > f.maximum:
+        return f"must be <= {f.maximum:g}"
     return None
 
 
@@ -213,8 +218,8 @@ def _parse_strength(raw: Any) -> Tuple[float, Optional[str]]:
         v = _num(raw, "float")
     except (ValueError, TypeError, OverflowError):
         raise ValueError(f"must be one of {', '.join(STRENGTHS)} or a number > 0 (got {raw!r})") from None
-    if v <= 0:
-        raise ValueError(f"must be > 0 (got {raw!r})")
+    if v <= 0 or v > 1000:
+        raise ValueError(f"must be > 0 and <= 1000 (got {raw!r})")
     name = next((k for k, x in STRENGTHS.items() if x == v), None)
     return v, name
 
