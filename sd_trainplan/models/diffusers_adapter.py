@@ -1,0 +1,160 @@
+"""The standalone adapter: diffusers UNet/VAE + transformers CLIP text encoder.
+
+Loads the built-in tiny model, a local diffusers folder, or a single-file checkpoint, always
+offline (local_files_only). The only module of ours that imports diffusers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .adapter import sd_alphas_cumprod
+from .token_splice import SplicedToken, splice_token
+
+
+class ModelLoadError(ValueError):
+    pass
+
+
+class DiffusersAdapter:
+    family = "diffusers"
+
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, device="cpu",
+                 dtype=torch.float32, source: str = "", base_resolution: Optional[int] = None):
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self._unet = unet.to(self.device, dtype).requires_grad_(False).eval()
+        self._vae = vae.to(self.device, dtype).requires_grad_(False).eval()
+        self._text = text_encoder.to(self.device, dtype).requires_grad_(False).eval()
+        self.tokenizer = tokenizer
+        self.prediction_type = scheduler_config.get("prediction_type", "epsilon")
+        steps = scheduler_config.get("num_train_timesteps", 1000)
+        self.alphas_cumprod = sd_alphas_cumprod(steps, scheduler_config.get("beta_start", 0.00085),
+                                                scheduler_config.get("beta_end", 0.012), self.device)
+        self.vae_scaling = float(vae.config.scaling_factor)
+        self.latent_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.base_resolution = base_resolution or int(unet.config.sample_size) * self.latent_scale
+        self.source = source
+        self.layers_per_block = unet.config.layers_per_block
+
+    # --- the protocol -----------------------------------------------------------------------
+    def unet(self) -> nn.Module:
+        return self._unet
+
+    def text_encoder(self) -> nn.Module:
+        return self._text
+
+    def vae(self) -> nn.Module:
+        return self._vae
+
+    def encode_images(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """[-1, 1] images -> (mean, std) of the scaled latent distribution."""
+        with torch.no_grad():
+            dist = self._vae.encode(pixels.to(self.device, self.dtype)).latent_dist
+        return dist.mean.float() * self.vae_scaling, dist.std.float() * self.vae_scaling
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._vae.decode(latents.to(self.dtype) / self.vae_scaling).sample.float().clamp(-1, 1)
+
+    def tokenize(self, prompts: List[str]) -> torch.Tensor:
+        return self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                              truncation=True, return_tensors="pt").input_ids.to(self.device)
+
+    def encode_prompts(self, prompts: List[str]) -> torch.Tensor:
+        return self._text(self.tokenize(prompts))[0]
+
+    def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self._unet(noisy, t, encoder_hidden_states=cond).sample
+
+    def add_token(self, token: str, n_vectors: int, init_word: str) -> SplicedToken:
+        return splice_token(self.tokenizer, self._text, token, n_vectors, init_word)
+
+    def lora_targets(self, text_encoder: bool, conv: bool) -> Dict[str, nn.Module]:
+        """kohya names: Linear and 1x1 convs in the UNet's transformer blocks (and 3x3 convs of
+        resnets and samplers with `conv`); the text encoder's attention and MLP linears."""
+        out: Dict[str, nn.Module] = {}
+        for name, mod in self._unet.named_modules():
+            if type(mod).__name__ == "Transformer2DModel":
+                for sub, m in mod.named_modules():
+                    if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)):
+                        out["lora_unet_" + f"{name}.{sub}".replace(".", "_")] = m
+            elif conv and type(mod).__name__ in ("ResnetBlock2D", "Downsample2D", "Upsample2D"):
+                for sub, m in mod.named_modules():
+                    if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
+                        out["lora_unet_" + f"{name}.{sub}".replace(".", "_")] = m
+        if text_encoder:
+            for name, mod in self._text.named_modules():
+                if type(mod).__name__ in ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP"):
+                    for sub, m in mod.named_children():
+                        if isinstance(m, nn.Linear):
+                            out["lora_te_" + f"{name}.{sub}".replace(".", "_")] = m
+        return out
+
+    def checkpoint_state(self) -> Dict[str, torch.Tensor]:
+        """The whole model under the original (ldm) single-file key names."""
+        from .ldm_names import diffusers_to_ldm_state
+        return diffusers_to_ldm_state(self._unet.state_dict(), self._vae.state_dict(), self._text.state_dict(),
+                                      self.layers_per_block, len(self._vae.config.block_out_channels))
+
+    def set_gradient_checkpointing(self, on: bool) -> None:
+        if on:
+            self._unet.enable_gradient_checkpointing()
+        else:
+            self._unet.disable_gradient_checkpointing()
+
+    def describe(self) -> str:
+        n = sum(p.numel() for p in self._unet.parameters()) / 1e6
+        return f"diffusers model ({self.source}; UNet {n:.1f}M params, {self.prediction_type})"
+
+
+def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
+                   config: Optional[str] = None) -> DiffusersAdapter:
+    """'tiny', a diffusers folder, or a .safetensors/.ckpt single file (with `config` = a diffusers
+    folder holding its configs, since nothing is fetched)."""
+    if model == "tiny":
+        from .tiny_diffusers import build_tiny
+        unet, vae, text, tok, sched = build_tiny(seed)
+        return DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, "built-in tiny model")
+    path = Path(model)
+    if not path.exists():
+        raise ModelLoadError(f"model: {model} does not exist (give 'tiny', a diffusers folder or a .safetensors file)")
+    if path.is_dir():
+        if not (path / "unet").is_dir():
+            raise ModelLoadError(f"model: {model} is not a diffusers folder (no unet/ subfolder)")
+        return _load_folder(path, device, dtype)
+    return _load_single_file(path, device, dtype, config)
+
+
+def _load_folder(path: Path, device, dtype) -> DiffusersAdapter:
+    import json
+
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+    kw = dict(local_files_only=True)
+    try:
+        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **kw)
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **kw)
+        text = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **kw)
+        tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)
+        sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"model: cannot load the diffusers folder {path}: {e}") from None
+    return DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, str(path))
+
+
+def _load_single_file(path: Path, device, dtype, config: Optional[str]) -> DiffusersAdapter:
+    from diffusers import StableDiffusionPipeline
+    if config is None:
+        raise ModelLoadError(f"model: {path} is a single file; give --model-config, a diffusers folder with its"
+                             " configs (nothing is downloaded)")
+    try:
+        pipe = StableDiffusionPipeline.from_single_file(str(path), config=config, local_files_only=True,
+                                                        safety_checker=None, requires_safety_checker=False)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelLoadError(f"model: cannot load {path} with the configs in {config}: {e}") from None
+    return DiffusersAdapter(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, dict(pipe.scheduler.config),
+                            device, dtype, str(path))

@@ -1,0 +1,293 @@
+"""The training loop: Dreambooth, Textual Inversion and LoRA over one ModelAdapter.
+
+Reads top to bottom: check everything, load the model, put the data on the device, build the
+optimizer and schedule, then one loop over weight updates. A micro-batch's samples, noise,
+timesteps and augmentations are keyed by global sample index (see batches.py, keyed_rng.py),
+so the step is a function of tensors with no host synchronisation except at log intervals.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import torch
+
+from ..models.adapter import add_noise, target_for
+from ..plan.schedule import lr_at
+from . import keyed_rng as rng
+from .batches import UpdateOrder
+from .checkpoint import latest_checkpoint, load_checkpoint, log_metrics, new_run_dir, save_checkpoint, write_config
+from .config import ConfigError, TrainConfig, check_config, lr_schedule
+from .data import Dataset, DataError, load_dataset
+from .events import Emitter, Sink
+from .images import to_pil
+from .latent_cache import encode_items
+from .methods import make_method
+from .optim import build_optimizer, set_lr
+from .prior import PriorPreservation
+from .prompts import Prompts, fixed_prompts
+from .sampling import ddim_sample
+from .validation import fixed_grid_loss, stable_subset
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps_done: int
+    export_path: Optional[Path]
+    stopped: bool
+    last_loss: Optional[float]
+    val_loss: Optional[float]
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Data-parallel layout: this process's rank, and how many there are (accelerate sets these)."""
+    rank: int = 0
+    world: int = 1
+    accelerator: object = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def prepare_checks(cfg: TrainConfig, world: int = 1) -> Dataset:
+    """Every check that needs no model: config fields, then the dataset. Raises with all problems."""
+    problems = check_config(cfg)
+    if problems:
+        raise ConfigError(problems)
+    data = load_dataset(cfg.data, cfg.resolution, cfg.buckets, cfg.skip_bad_images, cfg.val_split, cfg.seed,
+                        [c.data for c in cfg.concepts])
+    if cfg.batch_size * world > len(data.train) * cfg.repeats:
+        raise ConfigError([f"batch_size: {cfg.batch_size} x {world} process(es) is more than the"
+                           f" {len(data.train) * cfg.repeats} training images"])
+    return data
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError([f"device: {name} requested but no CUDA GPU is available"])
+    return torch.device(name)
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    """(context factory, GradScaler or None). Mixed precision keeps fp32 master weights."""
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    scaler = torch.cuda.amp.GradScaler() if precision == "fp16" else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Callable[[], bool] = lambda: False,
+          resume: Optional[str] = None, procs: Processes = Processes()) -> RunResult:
+    emit = Emitter(list(sinks) if procs.main else [])
+    # ---- 1. check everything before any model work -------------------------------------------
+    data = prepare_checks(cfg, procs.world)
+    device = adapter.device if adapter is not None else pick_device(cfg.device)
+    run_dir = Path(resume) if resume else (new_run_dir(cfg) if procs.main else None)
+    if procs.accelerator is not None:
+        run_dir = Path(_broadcast_path(procs, run_dir))
+    if procs.main:
+        write_config(run_dir, cfg)
+    emit("start", total=cfg.steps, message=f"{cfg.method} on {len(data.train)} images"
+         f" ({len(data.val)} held out) -> {run_dir}")
+
+    # ---- 2. the model and what the method trains ----------------------------------------------
+    if adapter is None:
+        from ..models.load import load_model
+        emit("prepare", message=f"loading model {cfg.model}")
+        adapter = load_model(cfg.model, device, seed=cfg.seed, config=cfg.model_config or None)
+    method = make_method(adapter, cfg)
+    if cfg.gradient_checkpointing:
+        adapter.set_gradient_checkpointing(True)
+    try:
+        return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs)
+    finally:
+        method.close()
+        if cfg.gradient_checkpointing:
+            adapter.set_gradient_checkpointing(False)
+
+
+def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs) -> RunResult:
+    device = adapter.device
+    # ---- 3. data on the device: latents once, prompts, prior-preservation images --------------
+    emit("prepare", message=f"encoding {len(data.train) + len(data.val)} images")
+    latents = encode_items(adapter, data.train, with_flip=cfg.flip > 0)
+    val_latents = encode_items(adapter, data.val, with_flip=False) if data.val else {}
+    name = method.prompt_name()
+    prompts = Prompts(cfg, data.train, name, method.fresh_text)
+    prompts.build_cache(adapter)
+    val_prompts = fixed_prompts(cfg, data.val, name)
+    train_prompts = fixed_prompts(cfg, data.train, name)
+    stable = stable_subset(len(data.train), cfg.seed)
+    prior = PriorPreservation.build(cfg, adapter, run_dir, emit) if cfg.method == "dreambooth" else None
+
+    eb = cfg.batch_size * cfg.grad_accum * procs.world
+    order = UpdateOrder({b: len(bl.items) for b, bl in latents.items()}, cfg.repeats, eb, cfg.seed)
+    T = adapter.alphas_cumprod.shape[0]
+    dtype = next(adapter.unet().parameters()).dtype
+
+    # ---- 4. optimizer, LR schedule, mixed precision, resume ----------------------------------
+    params = method.param_groups()
+    trainable = [p for g in params for p in g["params"]]
+    opt = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay, device)
+    schedule = lr_schedule(cfg)
+    autocast, scaler = autocast_for(cfg, device)
+    start = 0
+    if resume:
+        found = latest_checkpoint(run_dir)
+        if found:
+            start = load_checkpoint(found[1], method, opt, scaler)
+            emit("prepare", step=start, total=cfg.steps, message=f"resumed at update {start} from {found[1].name}")
+
+    def micro_loss(u: int, m: int) -> torch.Tensor:
+        sl = order.micro(u, m, procs.rank, cfg.batch_size, procs.world)
+        bl = latents[sl.bucket]
+        rows = torch.tensor(sl.positions, device=device)
+        keys = torch.tensor(sl.keys, device=device)
+        mean, std = bl.mean[rows], bl.std[rows]
+        if cfg.flip > 0:
+            flip = (rng.uniform(cfg.seed, rng.FLIP, keys) < cfg.flip).view(-1, 1, 1, 1)
+            mean, std = torch.where(flip, bl.flip_mean[rows], mean), torch.where(flip, bl.flip_std[rows], std)
+        x0 = mean + std * rng.normal(cfg.seed, rng.LATENT, keys, mean.shape[1:])
+        loss = diffusion_loss(x0, keys, prompts.cond(adapter, [bl.items[r] for r in sl.positions], sl.keys))
+        if prior is not None:
+            loss = loss + cfg.prior_loss_weight * prior.loss(sl.keys, diffusion_loss)
+        return loss
+
+    def diffusion_loss(x0: torch.Tensor, keys: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        noise = rng.normal(cfg.seed, rng.NOISE, keys, x0.shape[1:])
+        if cfg.noise_offset:
+            noise = noise + cfg.noise_offset * rng.normal(cfg.seed, rng.NOISE + 100, keys, (x0.shape[1], 1, 1))
+        t = rng.integers(cfg.seed, rng.TIMESTEP, keys, T)
+        with autocast():
+            pred = adapter.predict(add_noise(adapter.alphas_cumprod, x0, noise, t).to(dtype), t, cond.to(dtype))
+        target = target_for(adapter, adapter.prediction_type, x0, noise, t)
+        per_sample = torch.nn.functional.mse_loss(pred.float(), target.float(), reduction="none").mean((1, 2, 3))
+        if cfg.min_snr_gamma:
+            a = adapter.alphas_cumprod[t]
+            snr = a / (1 - a)
+            w = torch.clamp(snr, max=cfg.min_snr_gamma) / (snr + 1 if adapter.prediction_type == "v_prediction" else snr)
+            per_sample = per_sample * w
+        return per_sample.mean()
+
+    def validate(step: int):
+        val = fixed_grid_loss(adapter, val_latents, val_prompts, cfg.seed, cfg.val_timesteps) if val_latents else None
+        stab = fixed_grid_loss(adapter, latents, train_prompts, cfg.seed, cfg.val_timesteps, stable)
+        val, stab = _reduce_mean(procs, val), _reduce_mean(procs, stab)
+        emit("val", step=step, total=cfg.steps, val_loss=val, stable_loss=stab)
+        return val, stab
+
+    # ---- 5. the loop over weight updates ------------------------------------------------------
+    last_loss, val_loss, stopped = None, None, False
+    running = torch.zeros((), device=device)
+    logged_from = start
+    emit("step", step=start, total=cfg.steps, message="training")
+    for u in range(start, cfg.steps):
+        lr = lr_at(schedule, u)
+        set_lr(opt, lr)
+        for m in range(cfg.grad_accum):
+            loss = micro_loss(u, m) / cfg.grad_accum
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            running += loss.detach()
+        _average_grads(procs, trainable)
+        if scaler is not None:
+            scaler.unscale_(opt)
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        done = u + 1
+
+        if done % cfg.log_every == 0 or done == cfg.steps:  # the only host sync in the loop
+            last_loss = _reduce_mean(procs, running.item() / (done - logged_from))
+            running.zero_()
+            logged_from = done
+            record = {"step": done, "images_seen": done * eb, "loss": last_loss, "lr": lr}
+            if cfg.val_every and (done % cfg.val_every == 0 or done == cfg.steps):
+                val_loss, stab = validate(done)
+                record.update(val_loss=val_loss, stable_loss=stab)
+            if procs.main:
+                log_metrics(run_dir, record)
+            emit("step", step=done, total=cfg.steps, loss=last_loss, lr=lr, images_seen=done * eb,
+                 val_loss=record.get("val_loss"), stable_loss=record.get("stable_loss"))
+        if procs.main and cfg.sample_every and done % cfg.sample_every == 0:
+            _sample(cfg, adapter, name, run_dir, done, emit)
+        if procs.main and cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
+            path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last)
+            emit("checkpoint", step=done, total=cfg.steps, path=str(path), message=f"saved {path.name}")
+        if stop() and done < cfg.steps:
+            stopped = True
+            if procs.main:
+                path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last)
+                emit("stopped", step=done, total=cfg.steps, path=str(path),
+                     message=f"stopped at update {done}; resume with --resume {run_dir}")
+            return RunResult(run_dir, done, None, True, last_loss, val_loss)
+
+    # ---- 6. export ----------------------------------------------------------------------------
+    if cfg.val_every == 0 and val_latents:
+        val_loss, _ = validate(cfg.steps)
+    export = None
+    if procs.main:
+        save_checkpoint(run_dir, cfg.steps, method, opt, scaler, cfg.keep_last)
+        export = method.export(run_dir, cfg.steps)
+        emit("done", step=cfg.steps, total=cfg.steps, path=str(export), loss=last_loss, val_loss=val_loss,
+             message=f"wrote {export}")
+    return RunResult(run_dir, cfg.steps, export, stopped, last_loss, val_loss)
+
+
+def _sample(cfg, adapter, name, run_dir, step, emit) -> None:
+    from .atomic import atomic_write
+    prompt = (cfg.sample_prompt or cfg.instance_prompt).replace("[name]", name).replace("[filewords]", "")
+    res = cfg.resolution
+    img = to_pil(ddim_sample(adapter, [prompt], (res, res), cfg.sample_seed, cfg.sample_steps, cfg.sample_cfg)[0])
+    path = atomic_write(Path(run_dir) / "samples" / f"step-{step:06d}.png", lambda tmp: img.save(tmp, format="PNG"))
+    emit("sample", step=step, total=cfg.steps, path=str(path), message=prompt, extra={"image": img})
+
+
+# ---- data-parallel helpers (no-ops on one process) -----------------------------------------
+
+def _average_grads(procs: Processes, params) -> None:
+    """Data parallel: one all-reduce of every trainable gradient per update, divided by the
+    process count (works for any parameter set, Textual Inversion's bare vectors included)."""
+    if procs.world == 1:
+        return
+    import torch.distributed as dist
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch._utils._flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= procs.world
+    for g, avg in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
+        g.copy_(avg)
+
+
+def _reduce_mean(procs: Processes, value):
+    if procs.accelerator is None or value is None:
+        return value
+    t = torch.tensor([float(value)], device=procs.accelerator.device)
+    return procs.accelerator.reduce(t, reduction="mean").item()
+
+
+def _broadcast_path(procs: Processes, path):
+    from accelerate.utils import broadcast_object_list
+    obj = [str(path) if path else None]
+    broadcast_object_list(obj, from_process=0)
+    return obj[0]
+
+
+def isfinite(x: Optional[float]) -> bool:
+    return x is not None and math.isfinite(x)

@@ -1,0 +1,149 @@
+"""The three methods: what each trains, what [name] becomes in prompts, what it exports.
+
+Dreambooth trains the UNet (and optionally the text encoder); Textual Inversion trains only
+new token vectors; LoRA trains small down/up matrices beside frozen layers. Each method
+exposes the same few calls to the loop.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+from torch import nn
+
+from .atomic import atomic_write, unique_path
+from .config import TrainConfig
+from .lora import LoRASet
+
+
+def save_safetensors(path: Path, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]) -> Path:
+    from safetensors.torch import save_file
+    path = unique_path(path)
+    clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(clean, tmp, metadata=metadata))
+
+
+class Dreambooth:
+    name = "dreambooth"
+
+    def __init__(self, adapter, cfg: TrainConfig):
+        self.adapter, self.cfg = adapter, cfg
+        self.fresh_text = cfg.train_text_encoder  # conditioning must be recomputed each step
+        self.modules: List[nn.Module] = [adapter.unet()] + ([adapter.text_encoder()] if cfg.train_text_encoder else [])
+        for m in self.modules:
+            m.requires_grad_(True)
+            m.train()
+
+    def param_groups(self) -> List[dict]:
+        groups = [{"params": [p for p in self.adapter.unet().parameters()], "lr_scale": 1.0}]
+        if self.cfg.train_text_encoder:
+            te_lr = self.cfg.text_encoder_lr or self.cfg.lr
+            groups.append({"params": list(self.adapter.text_encoder().parameters()), "lr_scale": te_lr / self.cfg.lr})
+        return groups
+
+    def prompt_name(self) -> str:
+        return self.cfg.token
+
+    def trainable_state(self) -> Dict[str, torch.Tensor]:
+        out = {f"unet.{k}": v for k, v in self.adapter.unet().state_dict().items()}
+        if self.cfg.train_text_encoder:
+            out.update({f"te.{k}": v for k, v in self.adapter.text_encoder().state_dict().items()})
+        return out
+
+    def load_trainable_state(self, state: Dict[str, torch.Tensor]) -> None:
+        self.adapter.unet().load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("unet.")})
+        if self.cfg.train_text_encoder:
+            self.adapter.text_encoder().load_state_dict({k[3:]: v for k, v in state.items() if k.startswith("te.")})
+
+    def export(self, folder: Path, step: int) -> Path:
+        state = {k: v.to(torch.float16) if v.is_floating_point() else v
+                 for k, v in self.adapter.checkpoint_state().items()}
+        meta = {"sd_trainplan": "dreambooth", "step": str(step), "token": self.cfg.token}
+        return save_safetensors(folder / f"{self.cfg.name}.safetensors", state, meta)
+
+    def close(self) -> None:
+        for m in self.modules:
+            m.requires_grad_(False)
+            m.eval()
+
+
+class TextualInversion:
+    name = "ti"
+    fresh_text = True  # the vectors pass through the text encoder each step (its weights stay frozen)
+
+    def __init__(self, adapter, cfg: TrainConfig):
+        self.adapter, self.cfg = adapter, cfg
+        self.token = adapter.add_token(cfg.token, cfg.vectors, cfg.init_word)
+
+    def param_groups(self) -> List[dict]:
+        return [{"params": [self.token.vectors], "lr_scale": 1.0, "weight_decay": 0.0}]
+
+    def prompt_name(self) -> str:
+        return self.token.prompt_text
+
+    def trainable_state(self) -> Dict[str, torch.Tensor]:
+        return {"vectors": self.token.vectors}
+
+    def load_trainable_state(self, state: Dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            self.token.vectors.copy_(state["vectors"])
+
+    def export(self, folder: Path, step: int) -> Path:
+        vec = self.token.vectors.detach().float().cpu()
+        if self.cfg.export_format == "pt":  # the WebUI's own layout (modules/textual_inversion)
+            path = unique_path(folder / f"{self.cfg.name}.pt")
+            data = {"string_to_token": {"*": 265}, "string_to_param": {"*": vec}, "name": self.cfg.name,
+                    "step": step, "sd_checkpoint": None, "sd_checkpoint_name": None}
+            return atomic_write(path, lambda tmp: torch.save(data, tmp))
+        meta = {"sd_trainplan": "ti", "step": str(step), "token": self.cfg.token, "init_word": self.cfg.init_word}
+        return save_safetensors(folder / f"{self.cfg.name}.safetensors", {"emb_params": vec}, meta)
+
+    def close(self) -> None:
+        pass
+
+
+class LoRAMethod:
+    name = "lora"
+
+    def __init__(self, adapter, cfg: TrainConfig):
+        self.adapter, self.cfg = adapter, cfg
+        self.fresh_text = cfg.train_text_encoder  # conditioning must be recomputed each step
+        targets = adapter.lora_targets(cfg.train_text_encoder, cfg.lora_conv)
+        if not targets:
+            raise ValueError("method: the model has no layers LoRA can attach to")
+        self.set = LoRASet(targets, cfg.rank, cfg.alpha, adapter.device, cfg.seed)
+        self.set.attach()
+
+    def param_groups(self) -> List[dict]:
+        unet, te = [], []
+        for name, lora in zip(self.set.names, self.set.loras):
+            (te if name.startswith("lora_te") else unet).extend(lora.parameters())
+        groups = [{"params": unet, "lr_scale": 1.0}]
+        if te:
+            groups.append({"params": te, "lr_scale": (self.cfg.text_encoder_lr or self.cfg.lr) / self.cfg.lr})
+        return groups
+
+    def prompt_name(self) -> str:
+        return self.cfg.token
+
+    def trainable_state(self) -> Dict[str, torch.Tensor]:
+        return dict(self.set.state_dict())
+
+    def load_trainable_state(self, state: Dict[str, torch.Tensor]) -> None:
+        self.set.load_state_dict(state)
+
+    def export(self, folder: Path, step: int) -> Path:
+        meta = {"ss_network_module": "networks.lora", "ss_network_dim": str(self.cfg.rank),
+                "ss_network_alpha": str(self.cfg.alpha), "ss_steps": str(step), "sd_trainplan": "lora"}
+        return save_safetensors(folder / f"{self.cfg.name}.safetensors", self.set.kohya_state(), meta)
+
+    def close(self) -> None:
+        self.set.detach()
+
+
+METHODS = {"dreambooth": Dreambooth, "ti": TextualInversion, "lora": LoRAMethod}
+
+
+def make_method(adapter, cfg: TrainConfig):
+    return METHODS[cfg.method](adapter, cfg)
