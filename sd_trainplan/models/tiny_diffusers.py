@@ -17,10 +17,12 @@ TINY_RES = 64  # px; the VAE downsamples by 8 like SD's, so latents are 8x8
 UNET = dict(sample_size=TINY_RES // 8, in_channels=4, out_channels=4, layers_per_block=1,
             block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-            attention_head_dim=8, norm_num_groups=16)
-VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 16, 32, 32),
+            attention_head_dim=8, norm_num_groups=32)
+# ldm's GroupNorm has 32 groups everywhere, so every channel count is a multiple of 32: the tiny
+# ldm LatentDiffusion (tiny_ldm.py) has exactly this architecture, for like-for-like checks.
+VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32, 64, 64),
            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-           layers_per_block=1, norm_num_groups=8, sample_size=TINY_RES, scaling_factor=0.18215)
+           layers_per_block=1, norm_num_groups=32, sample_size=TINY_RES, scaling_factor=0.18215)
 TEXT = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
             max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=32, bos_token_id=49406,
             eos_token_id=49407, pad_token_id=49407)
