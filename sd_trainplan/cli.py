@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_flags(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
+    from .train_cli import register as register_train  # flags only: torch is imported when it runs
+    register_train(sub)
     return parser
 
 

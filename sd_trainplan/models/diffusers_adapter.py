@@ -30,6 +30,7 @@ class DiffusersAdapter:
         self._vae = vae.to(self.device, dtype).requires_grad_(False).eval()
         self._text = text_encoder.to(self.device, dtype).requires_grad_(False).eval()
         self.tokenizer = tokenizer
+        self.scheduler_config = dict(scheduler_config)
         self.prediction_type = scheduler_config.get("prediction_type", "epsilon")
         steps = scheduler_config.get("num_train_timesteps", 1000)
         self.alphas_cumprod = sd_alphas_cumprod(steps, scheduler_config.get("beta_start", 0.00085),
@@ -100,6 +101,21 @@ class DiffusersAdapter:
         return diffusers_to_ldm_state(self._unet.state_dict(), self._vae.state_dict(), self._text.state_dict(),
                                       self.layers_per_block, len(self._vae.config.block_out_channels))
 
+    def save_folder(self, folder) -> Path:
+        """Write the model as a diffusers folder (what `--model FOLDER` and from_single_file's config read)."""
+        import json
+        folder = Path(folder)
+        self._unet.save_pretrained(folder / "unet")
+        self._vae.save_pretrained(folder / "vae")
+        self._text.save_pretrained(folder / "text_encoder")
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+        (folder / "scheduler").mkdir(parents=True, exist_ok=True)
+        sched = {k: v for k, v in self.scheduler_config.items() if not k.startswith("_")}
+        (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"_class_name": "DDIMScheduler", **sched}))
+        from .tiny_diffusers import MODEL_INDEX
+        (folder / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=1))
+        return folder
+
     def set_gradient_checkpointing(self, on: bool) -> None:
         if on:
             self._unet.enable_gradient_checkpointing()
@@ -112,12 +128,12 @@ class DiffusersAdapter:
 
 
 def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
-                   config: Optional[str] = None) -> DiffusersAdapter:
+                   config: Optional[str] = None, prediction_type: str = "epsilon") -> DiffusersAdapter:
     """'tiny', a diffusers folder, or a .safetensors/.ckpt single file (with `config` = a diffusers
     folder holding its configs, since nothing is fetched)."""
     if model == "tiny":
         from .tiny_diffusers import build_tiny
-        unet, vae, text, tok, sched = build_tiny(seed)
+        unet, vae, text, tok, sched = build_tiny(seed, prediction_type)
         return DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, "built-in tiny model")
     path = Path(model)
     if not path.exists():

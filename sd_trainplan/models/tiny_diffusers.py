@@ -7,7 +7,6 @@ in seconds. It can be written as a diffusers folder, which `from_single_file(con
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -48,22 +47,16 @@ def build_tiny(seed: int = 0, prediction_type: str = "epsilon"):
     return unet, vae, text, clip_tokenizer(), dict(SCHEDULER, prediction_type=prediction_type)
 
 
+MODEL_INDEX = {
+    "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.31.0",
+    "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+    "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+    "scheduler": ["diffusers", "DDIMScheduler"], "safety_checker": [None, None], "feature_extractor": [None, None],
+    "image_encoder": [None, None], "requires_safety_checker": False}
+
+
 def save_tiny_folder(folder: Path, seed: int = 0, prediction_type: str = "epsilon") -> Path:
     """Write the tiny model as a diffusers StableDiffusionPipeline folder (weights and configs)."""
+    from .diffusers_adapter import DiffusersAdapter
     unet, vae, text, tokenizer, sched = build_tiny(seed, prediction_type)
-    folder = Path(folder)
-    unet.save_pretrained(folder / "unet")
-    vae.save_pretrained(folder / "vae")
-    text.save_pretrained(folder / "text_encoder")
-    tokenizer.save_pretrained(folder / "tokenizer")
-    (folder / "scheduler").mkdir(parents=True, exist_ok=True)
-    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(
-        {"_class_name": "DDIMScheduler", **sched}, indent=1))
-    (folder / "model_index.json").write_text(json.dumps({
-        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.31.0",
-        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
-        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-        "scheduler": ["diffusers", "DDIMScheduler"], "safety_checker": [None, None],
-        "feature_extractor": [None, None], "image_encoder": [None, None],
-        "requires_safety_checker": False}, indent=1))
-    return folder
+    return DiffusersAdapter(unet, vae, text, tokenizer, sched, source="tiny").save_folder(folder)

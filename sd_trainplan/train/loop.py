@@ -56,15 +56,23 @@ class Processes:
 
 
 def prepare_checks(cfg: TrainConfig, world: int = 1) -> Dataset:
-    """Every check that needs no model: config fields, then the dataset. Raises with all problems."""
+    """Every check that needs no model: config fields, the model path, the dataset. All problems
+    are reported together, each naming its field or file."""
     problems = check_config(cfg)
+    if cfg.model != "tiny" and not Path(cfg.model).expanduser().exists():
+        problems.append(f"model: {cfg.model} does not exist (give 'tiny', a diffusers folder or a .safetensors file)")
+    data = None
+    if cfg.data.strip():
+        try:
+            data = load_dataset(cfg.data, cfg.resolution, cfg.buckets, cfg.skip_bad_images, cfg.val_split, cfg.seed,
+                                [c.data for c in cfg.concepts])
+        except DataError as e:
+            problems += e.problems
+    if data is not None and cfg.batch_size * world > len(data.train) * cfg.repeats:
+        problems.append(f"batch_size: {cfg.batch_size} x {world} process(es) is more than the"
+                        f" {len(data.train) * cfg.repeats} training images")
     if problems:
         raise ConfigError(problems)
-    data = load_dataset(cfg.data, cfg.resolution, cfg.buckets, cfg.skip_bad_images, cfg.val_split, cfg.seed,
-                        [c.data for c in cfg.concepts])
-    if cfg.batch_size * world > len(data.train) * cfg.repeats:
-        raise ConfigError([f"batch_size: {cfg.batch_size} x {world} process(es) is more than the"
-                           f" {len(data.train) * cfg.repeats} training images"])
     return data
 
 
@@ -193,6 +201,10 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs) -> RunR
     running = torch.zeros((), device=device)
     logged_from = start
     emit("step", step=start, total=cfg.steps, message="training")
+    if cfg.val_every and start == 0:  # the baseline, so the curve shows where training started
+        v0, s0 = validate(0)
+        if procs.main:
+            log_metrics(run_dir, {"step": 0, "images_seen": 0, "val_loss": v0, "stable_loss": s0})
     for u in range(start, cfg.steps):
         lr = lr_at(schedule, u)
         set_lr(opt, lr)

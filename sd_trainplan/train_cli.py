@@ -1,0 +1,104 @@
+"""`python -m sd_trainplan train` and `lr-range`: flags for every TrainConfig field, over an optional
+--config TOML; bad input is reported (exit 2) before any model is loaded; Ctrl-C stops at the
+next update and saves a resumable checkpoint."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Dict, List
+
+EXIT_BAD_INPUT = 2
+EXIT_STOPPED = 3
+
+
+def add_train_flags(p: argparse.ArgumentParser) -> None:
+    from .train.config import TrainConfig
+    p.add_argument("--config", help="a run.toml; flags override its values")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted (or finished, with more --steps) run")
+    for f in fields(TrainConfig):
+        if f.name == "concepts":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            p.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper())
+
+
+def config_from_args(args: argparse.Namespace):
+    """Config file (or the run's own config when resuming), then every flag given."""
+    from .train.checkpoint import read_run_config
+    from .train.config import TrainConfig, config_from_dict, read_toml
+    raw: Dict = {}
+    if args.resume:
+        raw.update(read_run_config(Path(args.resume)).to_dict())
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"--config: {path} does not exist")
+        raw.update(read_toml(path.read_text(encoding="utf-8")))
+    for f in fields(TrainConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            raw[f.name] = v
+    return config_from_dict(raw)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train.config import ConfigError
+    from .train.data import DataError
+    from .train.events import ProgressBar
+    from .train.loop import train
+    from .models.diffusers_adapter import ModelLoadError
+    try:
+        cfg = config_from_args(args)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        return _bad(str(e))
+    stop = _install_stop_handler()
+    try:
+        result = train(cfg, sinks=[ProgressBar()], stop=stop, resume=args.resume)
+    except (ConfigError, DataError, ModelLoadError) as e:
+        return _bad(str(e))
+    if result.stopped:
+        return EXIT_STOPPED
+    print(result.export_path)
+    return 0
+
+
+def _bad(message: str) -> int:
+    for line in message.splitlines():
+        print(_flagged(line), file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _flagged(line: str) -> str:
+    """'batch_size: ...' -> '--batch-size: ...' so the message names the flag the user typed."""
+    head, sep, rest = line.partition(": ")
+    if sep and head.isidentifier():
+        return f"--{head.replace('_', '-')}: {rest}"
+    return line
+
+
+def _install_stop_handler():
+    """First Ctrl-C: stop at the next update and save; a second one aborts at once."""
+    state = {"stop": False}
+
+    def handler(signum, frame):
+        if state["stop"]:
+            raise KeyboardInterrupt
+        state["stop"] = True
+        print("\nstopping after this update (Ctrl-C again to abort)...", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: state["stop"]
+
+
+def register(sub) -> List[argparse.ArgumentParser]:
+    p = sub.add_parser("train", help="run a Dreambooth, Textual Inversion or LoRA training")
+    add_train_flags(p)
+    p.set_defaults(func=cmd_train)
+    return [p]
