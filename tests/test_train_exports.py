@@ -1,0 +1,107 @@
+"""Exports load in real consumers: diffusers' load_textual_inversion, load_lora_weights and
+from_single_file, and the WebUI's own embedding layout."""
+import pytest
+import torch
+
+from sd_trainplan.models.diffusers_adapter import load_diffusers
+from sd_trainplan.models.tiny_diffusers import save_tiny_folder
+from sd_trainplan.train.config import TrainConfig
+from sd_trainplan.train.loop import train
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return save_tiny_folder(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def pipeline(folder):
+    from diffusers import StableDiffusionPipeline
+    return StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True, safety_checker=None)
+
+
+def test_embedding_loads_with_diffusers_load_textual_inversion(tiny_folder, shapes_dir, tmp_path):
+    adapter = load_diffusers(str(tiny_folder))
+    cfg = TrainConfig(method="ti", data=str(shapes_dir), output=str(tmp_path), resolution=64, steps=5, batch_size=2,
+                      lr=5e-2, token="zwx", init_word="shape", vectors=2, name="zwx")
+    result = train(cfg, adapter=adapter)
+    pipe = pipeline(tiny_folder)
+    pipe.load_textual_inversion(str(result.export_path), token="zwx")
+    prompt = pipe.maybe_convert_prompt("a photo of zwx", pipe.tokenizer)
+    assert prompt == "a photo of zwx zwx_1"  # diffusers expands a 2-vector token as we write it
+    ids = pipe.tokenizer("zwx zwx_1", add_special_tokens=False).input_ids
+    table = pipe.text_encoder.get_input_embeddings().weight
+    ours = adapter.text_encoder().text_model.embeddings.token_embedding.extras[0]
+    torch.testing.assert_close(table[ids], ours.detach())
+    # and the text encoder gives the same conditioning for a prompt with the token
+    theirs = pipe.text_encoder(pipe.tokenizer(prompt, padding="max_length", max_length=77, return_tensors="pt").input_ids)[0]
+    with torch.no_grad():
+        mine = adapter.encode_prompts([prompt])
+    torch.testing.assert_close(theirs, mine, rtol=1e-4, atol=1e-5)
+
+
+def test_webui_pt_layout(shapes_dir, tmp_path):
+    adapter = load_diffusers("tiny")
+    cfg = TrainConfig(method="ti", data=str(shapes_dir), output=str(tmp_path), resolution=64, steps=2, batch_size=2,
+                      lr=5e-3, token="zwx", vectors=3, export_format="pt", name="emb")
+    result = train(cfg, adapter=adapter)
+    data = torch.load(result.export_path, weights_only=False)
+    assert data["string_to_param"]["*"].shape == (3, 32) and data["step"] == 2 and data["name"] == "emb"
+
+
+def test_lora_loads_with_diffusers_load_lora_weights(tiny_folder, shapes_dir, tmp_path):
+    adapter = load_diffusers(str(tiny_folder))
+    cfg = TrainConfig(method="lora", data=str(shapes_dir), output=str(tmp_path), resolution=64, steps=15,
+                      batch_size=2, lr=2e-2, rank=4, alpha=2, train_text_encoder=True)
+    result = train(cfg, adapter=adapter)
+    # our hooked model's output, with the trained LoRA attached again
+    from sd_trainplan.train.methods import LoRAMethod
+    from safetensors.torch import load_file
+    sd = load_file(result.export_path)
+    x, t = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([500])
+    prompt = ["red circle"]
+    method = LoRAMethod(adapter, cfg)
+    with torch.no_grad():
+        for name, lora in zip(method.set.names, method.set.loras):
+            lora.down.weight.copy_(sd[f"{name}.lora_down.weight"].float())
+            lora.up.weight.copy_(sd[f"{name}.lora_up.weight"].float())
+        ours = adapter.predict(x, t, adapter.encode_prompts(prompt))
+        method.close()
+        base = adapter.predict(x, t, adapter.encode_prompts(prompt))
+    pipe = pipeline(tiny_folder)
+    pipe.load_lora_weights(str(result.export_path.parent), weight_name=result.export_path.name)
+    with torch.no_grad():
+        cond = pipe.text_encoder(pipe.tokenizer(prompt, padding="max_length", max_length=77, return_tensors="pt").input_ids)[0]
+        theirs = pipe.unet(x, t, encoder_hidden_states=cond).sample
+    assert (ours - base).abs().max() > 1e-3  # the LoRA does something
+    torch.testing.assert_close(theirs, ours, rtol=1e-3, atol=1e-4)
+
+
+def test_dreambooth_checkpoint_loads_with_from_single_file(tiny_folder, shapes_dir, tmp_path):
+    from diffusers import StableDiffusionPipeline
+    adapter = load_diffusers(str(tiny_folder))
+    cfg = TrainConfig(method="dreambooth", data=str(shapes_dir), output=str(tmp_path), resolution=64, steps=5,
+                      batch_size=2, lr=1e-3, name="db")
+    result = train(cfg, adapter=adapter)
+    pipe = StableDiffusionPipeline.from_single_file(str(result.export_path), config=str(tiny_folder),
+                                                    local_files_only=True, safety_checker=None)
+    trained = adapter.unet().state_dict()
+    loaded = pipe.unet.state_dict()
+    assert set(trained) == set(loaded)
+    for k, v in trained.items():
+        torch.testing.assert_close(loaded[k].float(), v.half().float())  # saved as fp16
+    original = load_diffusers(str(tiny_folder)).unet().state_dict()
+    assert any(not torch.equal(original[k], v) for k, v in trained.items())
+
+
+def test_exports_never_overwrite(shapes_dir, tmp_path):
+    adapter = load_diffusers("tiny")
+    cfg = TrainConfig(method="ti", data=str(shapes_dir), output=str(tmp_path), resolution=64, steps=1, batch_size=2,
+                      token="zwx", name="same")
+    first = train(cfg, adapter=adapter)
+    method_dir = first.run_dir
+    from sd_trainplan.train.methods import TextualInversion
+    again = TextualInversion.export  # exporting twice into the same folder picks a new name
+    adapter2 = load_diffusers("tiny")
+    m = TextualInversion(adapter2, cfg.replace(token="zwy"))
+    second = again(m, method_dir, 1)
+    assert first.export_path.name == "same.safetensors" and second.name == "same-1.safetensors"
