@@ -117,14 +117,12 @@ def lr_at(s: Schedule, step: float) -> float:
 
 def _one_cycle(step: float, total: int) -> float:
     p = ONE_CYCLE
-    up = max(1.0, p["pct_start"] * total)
+    up = max(1.0, p["pct_start"] * total - 1)  # as torch's OneCycleLR: phases end at steps up and total-1
     start = 1.0 / p["div_factor"]
     end = start / p["final_div_factor"]
     if step <= up:
-        t = step / up
-        return end_cos(start, 1.0, t)
-    t = min(1.0, (step - up) / max(1.0, total - up))
-    return end_cos(1.0, end, t)
+        return end_cos(start, 1.0, step / up)
+    return end_cos(1.0, end, min(1.0, (step - up) / max(1.0, total - 1 - up)))
 
 
 def end_cos(a: float, b: float, t: float) -> float:

@@ -8,6 +8,7 @@ so the step is a function of tensors with no host synchronisation except at log 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,9 @@ def prepare_checks(cfg: TrainConfig, world: int = 1) -> Dataset:
     problems = check_config(cfg)
     if cfg.model != "tiny" and not Path(cfg.model).expanduser().exists():
         problems.append(f"model: {cfg.model} does not exist (give 'tiny', a diffusers folder or a .safetensors file)")
+    if cfg.optimizer == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
+        problems.append("optimizer: adamw8bit needs the bitsandbytes package, which is not installed; install it"
+                        " yourself (pip install bitsandbytes) or use adamw")
     data = None
     if cfg.data.strip():
         try:
