@@ -105,3 +105,31 @@ def test_exports_never_overwrite(shapes_dir, tmp_path):
     m = TextualInversion(adapter2, cfg.replace(token="zwy"))
     second = again(m, method_dir, 1)
     assert first.export_path.name == "same.safetensors" and second.name == "same-1.safetensors"
+
+
+def test_single_file_loads_offline_with_shipped_configs(shapes_dir, tmp_path):
+    """A single-file checkpoint needs no config argument and no download: the architecture is
+    detected from the file and our shipped configs are used."""
+    adapter = load_diffusers("tiny")
+    result = train(TrainConfig(method="dreambooth", data=str(shapes_dir), output=str(tmp_path), resolution=64,
+                               steps=2, batch_size=2), adapter=adapter)
+    loaded = load_diffusers(str(result.export_path))
+    assert "(tiny)" in loaded.describe() and loaded.prediction_type == "epsilon"
+    for k, v in adapter.unet().state_dict().items():
+        torch.testing.assert_close(loaded.unet().state_dict()[k], v.half().float())
+
+
+@pytest.mark.parametrize("arch,unet_m,text_m,vae_m", [("sd1", 859.52, 123.06, 83.65), ("sd2", 865.91, 340.39, 83.65)])
+def test_shipped_configs_are_the_real_architectures(arch, unet_m, text_m, vae_m):
+    """Instantiated without memory (meta device), the shipped configs have SD's exact sizes."""
+    import json
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    from sd_trainplan.models.single_file import write_config_folder
+    folder = write_config_folder(arch, "epsilon")
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(json.loads((folder / "unet" / "config.json").read_text()))
+        vae = AutoencoderKL.from_config(json.loads((folder / "vae" / "config.json").read_text()))
+        text = CLIPTextModel(CLIPTextConfig(**json.loads((folder / "text_encoder" / "config.json").read_text())))
+    count = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
+    assert (round(count(unet), 2), round(count(text), 2), round(count(vae), 2)) == (unet_m, text_m, vae_m)

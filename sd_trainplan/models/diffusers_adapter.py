@@ -163,14 +163,22 @@ def _load_folder(path: Path, device, dtype) -> DiffusersAdapter:
 
 
 def _load_single_file(path: Path, device, dtype, config: Optional[str]) -> DiffusersAdapter:
+    """A .safetensors/.ckpt file: configs from `config` (a diffusers folder) or, by default, the ones we
+    ship for the architecture detected in the file (SD1.x, SD2.x eps/v, tiny)."""
     from diffusers import StableDiffusionPipeline
-    if config is None:
-        raise ModelLoadError(f"model: {path} is a single file; give --model-config, a diffusers folder with its"
-                             " configs (nothing is downloaded)")
+
+    from .single_file import config_for, predicts_v
+    arch, base = "given", None
     try:
+        if config is None:
+            arch, folder, base = config_for(path)
+            config = str(folder)
         pipe = StableDiffusionPipeline.from_single_file(str(path), config=config, local_files_only=True,
                                                         safety_checker=None, requires_safety_checker=False)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise ModelLoadError(f"model: cannot load {path} with the configs in {config}: {e}") from None
-    return DiffusersAdapter(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, dict(pipe.scheduler.config),
-                            device, dtype, str(path))
+        raise ModelLoadError(f"model: cannot load {path}: {e}") from None
+    sched = dict(pipe.scheduler.config)
+    if arch == "sd2" and predicts_v(pipe.unet, pipe.unet.config.cross_attention_dim):
+        sched["prediction_type"], base = "v_prediction", 768
+    return DiffusersAdapter(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, sched, device, dtype,
+                            f"{path} ({arch})", base_resolution=base)
