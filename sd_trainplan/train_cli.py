@@ -97,8 +97,54 @@ def _install_stop_handler():
     return lambda: state["stop"]
 
 
+def cmd_lr_range(args: argparse.Namespace) -> int:
+    from .models.diffusers_adapter import ModelLoadError
+    from .train.config import ConfigError
+    from .train.data import DataError
+    from .train.events import ProgressBar
+    from .train.lr_range import lr_range_test
+    try:
+        cfg = config_from_args(args)
+        steps = _sweep_steps(cfg, args)
+        max_lr = float(args.max_lr) if args.max_lr else None
+        min_lr = float(args.min_lr) if args.min_lr else 0.0
+    except (ConfigError, DataError, FileNotFoundError, ValueError) as e:
+        return _bad(str(e))
+    stop = _install_stop_handler()
+    try:
+        result = lr_range_test(cfg, mode=args.mode, max_lr=max_lr, min_lr=min_lr, steps=steps,
+                               sinks=[ProgressBar()], stop=stop)
+    except (ConfigError, DataError, ModelLoadError, ValueError) as e:
+        return _bad(str(e))
+    for name, s in result.suggestions.items():
+        print(f"{name:>9}: {s.lr:.4g}  ({s.method})")
+    print(result.message)
+    print(result.caution)
+    print(result.json_path)
+    print(result.png_path)
+    return 0
+
+
+def _sweep_steps(cfg, args) -> int:
+    """--sweep-epochs E: the planner's sweep_steps = train_images x E / BS (at GA 1); else --steps."""
+    if not args.sweep_epochs:
+        return cfg.steps
+    from .plan.quantity import round_half_up
+    from .train.data import load_dataset
+    data = load_dataset(cfg.data, cfg.resolution, cfg.buckets, cfg.skip_bad_images, cfg.val_split or 0.2, cfg.seed)
+    return max(1, round_half_up(len(data.train) * cfg.repeats * float(args.sweep_epochs) / cfg.batch_size))
+
+
 def register(sub) -> List[argparse.ArgumentParser]:
     p = sub.add_parser("train", help="run a Dreambooth, Textual Inversion or LoRA training")
     add_train_flags(p)
     p.set_defaults(func=cmd_train)
-    return [p]
+    r = sub.add_parser("lr-range", help="LR range test: sweep the LR, read the bounds from the validation loss")
+    add_train_flags(r)
+    r.add_argument("--mode", choices=("linear", "exp"), default="linear",
+                   help="linear 0 -> max (seed 004) or exponential min -> max (fastai)")
+    r.add_argument("--max-lr", help="LR at the end of the sweep (default: --lr)")
+    r.add_argument("--min-lr", help="LR at the start of an exponential sweep (default: max / 10^4)")
+    r.add_argument("--sweep-epochs", help="sweep length in epochs (the planner's sweep_steps); default --steps")
+    r.set_defaults(func=cmd_lr_range)
+    return [p, r]

@@ -121,6 +121,7 @@ INVALID = {
     "bounds_steps": st.one_of(st.just("300,50"), st.just("7")),
     "lr_bounds": st.one_of(st.just("1e-6,1e-7"), st.just("0,1")),
     "weight_scale": st.just(0),
+    "noise_scale": st.one_of(st.just(-3), st.just("big")),
     "train_text_encoder": st.just("maybe"),
 }
 

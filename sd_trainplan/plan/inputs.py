@@ -52,6 +52,7 @@ class PlanInputs:
     lr_bounds: Optional[Tuple[float, float]] = None
     weights: str = "mixed"
     weight_scale: Optional[float] = None   # None: 0.03 (UNet, LoRA) or 0.015 (TI vectors)
+    noise_scale: Optional[float] = None    # measured B_simple from a run with accumulation
 
     def to_json(self) -> dict:
         out = {}
@@ -119,6 +120,8 @@ FIELDS: Dict[str, Field] = {f.name: f for f in [
     Field("weights", "choice", "how trained weights are stored: mixed (fp32 masters), bf16, fp16, fp32",
           choices=WEIGHTS),
     Field("weight_scale", "float", "typical weight magnitude |w| for the precision floor", above=0, maximum=100),
+    Field("noise_scale", "float", "measured gradient noise scale B_simple (metrics.jsonl of a run with GA > 1)",
+          above=0, maximum=10**9),
 ]}
 
 

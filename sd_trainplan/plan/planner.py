@@ -15,7 +15,7 @@ from .inputs import InputError, PlanInputs, parse_inputs
 from .lr_plan import RECOMMENDED_LR, multiplier_figures, plan_schedule, precision_figures, scaling_figures, \
     sweep_figures
 from .quantity import Quantity, fmt
-from .run_math import dataset_figures, run_figures, user_updates
+from .run_math import critical_batch_figure, dataset_figures, run_figures, user_updates
 from .schedule import Schedule
 from .sheet import Sheet, Warning_
 
@@ -88,6 +88,7 @@ def compute_plan(p: PlanInputs) -> PlanResult:
     else:
         s.put("planned_lr", lr, "LR", lr_how, "learning rate to run")
     run_figures(s, p, updates, batches, how)
+    critical_batch_figure(s, p)
 
     schedule = None
     if lr is not None and updates is not None:

@@ -89,3 +89,15 @@ def run_figures(s: Sheet, p: PlanInputs, updates: Optional[int], batches: Option
         if train % per_step:
             s.warn("batch_size", f"{train} training images do not split evenly into batches of BS x P = {per_step}:"
                    f" the last batch of each epoch has {train % per_step} (seed 002: uneven training)")
+
+
+def critical_batch_figure(s: Sheet, p: PlanInputs) -> None:
+    s.section("run", "McCandlish et al. 2018, An Empirical Model of Large-Batch Training (B_simple)")
+    if p.noise_scale is None:
+        s.missing("critical_batch", "images", "noise_scale (measured by a run with GA > 1)", "critical batch size")
+        return
+    eb = s.value("effective_batch")
+    verdict = ("below it: a larger batch would still speed training up almost in proportion" if eb < p.noise_scale
+               else "above it: a larger batch buys little; a smaller one wastes less compute")
+    s.put("critical_batch", p.noise_scale, "images", f"critical batch ~ B_simple = tr(Sigma)/|G|^2 = {fmt(p.noise_scale)};"
+          f" your effective batch {eb} is {verdict}", "critical batch size")

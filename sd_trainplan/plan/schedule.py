@@ -14,6 +14,9 @@ from typing import Optional, Tuple
 
 NAMES = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts",
          "polynomial", "cyclical", "one_cycle")
+# LR range test sweeps (seed 004's linear 0 -> max; fastai's exponential min -> max): not offered as
+# training schedules, used by the range test.
+SWEEPS = ("sweep_linear", "sweep_exp")
 # The seed's table (seed 002, "lr_scheduler step multipliers"), shown beside our computed value.
 SEED_MULTIPLIERS = {"constant": "1", "linear": "2", "cosine": "2", "cosine_with_restarts": "2",
                     "polynomial": "~2"}
@@ -94,6 +97,11 @@ def lr_at(s: Schedule, step: float) -> float:
         return s.base_lr + (s.peak_lr - s.base_lr) * max(0.0, 1.0 - x)
     if name == "one_cycle":
         return s.peak_lr * _one_cycle(step, total)
+    if name == "sweep_linear":
+        return s.peak_lr * min(1.0, (step + 1) / total)
+    if name == "sweep_exp":
+        lo = s.base_lr if s.base_lr > 0 else s.peak_lr * 1e-4
+        return lo * (s.peak_lr / lo) ** min(1.0, step / max(1, total - 1))
     if name == "constant":
         return s.peak_lr
     if step < warm:

@@ -68,6 +68,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     min_snr_gamma: float = 0.0          # 0: off
     noise_offset: float = 0.0
+    noise_scale: bool = True            # measure B_simple when accumulating (McCandlish et al. 2018)
     # data
     resolution: int = 512
     buckets: bool = True
@@ -196,7 +197,8 @@ def check_config(c: TrainConfig) -> List[str]:
         if sched.looks_like_a1111(c.scheduler):
             sched.parse_a1111(c.scheduler, c.steps)
         else:
-            need(c.scheduler in sched.NAMES, "scheduler", f"must be one of {', '.join(sched.NAMES)} or 'rate:step, ...'")
+            need(c.scheduler in sched.NAMES + sched.SWEEPS, "scheduler",
+                 f"must be one of {', '.join(sched.NAMES)} or 'rate:step, ...'")
     except sched.ScheduleError as e:
         p.append(f"scheduler: {e}")
     need(c.warmup <= c.steps or c.scheduler == "constant", "warmup", f"is longer than the run ({c.warmup} > {c.steps})")
@@ -211,6 +213,8 @@ def lr_schedule(c: TrainConfig) -> sched.Schedule:
     if c.scheduler == "cyclical":
         base = c.lr_min if 0 < c.lr_min < c.lr else c.lr / 4
         return sched.Schedule("cyclical", c.lr, c.steps, base_lr=base, step_size=c.cycle_steps or max(1, c.steps // 2))
+    if c.scheduler in sched.SWEEPS:
+        return sched.Schedule(c.scheduler, c.lr, c.steps, base_lr=c.lr_min)
     return sched.Schedule(c.scheduler, c.lr, c.steps, warmup=c.warmup)
 
 

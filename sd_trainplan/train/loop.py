@@ -27,6 +27,7 @@ from .events import Emitter, Sink
 from .images import to_pil
 from .latent_cache import encode_items
 from .methods import make_method
+from .noise_scale import GradProbe, NoiseScale
 from .optim import build_optimizer, set_lr
 from .prior import PriorPreservation
 from .prompts import Prompts, fixed_prompts
@@ -101,7 +102,9 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
 
 
 def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Callable[[], bool] = lambda: False,
-          resume: Optional[str] = None, procs: Processes = Processes()) -> RunResult:
+          resume: Optional[str] = None, procs: Processes = Processes(), export: bool = True) -> RunResult:
+    """Run `cfg`. `export=False` (the LR range test: a probe) writes no result file and keeps no
+    checkpoint at the end or on a stop."""
     emit = Emitter(list(sinks) if procs.main else [])
     # ---- 1. check everything before any model work -------------------------------------------
     data = prepare_checks(cfg, procs.world)
@@ -123,14 +126,14 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     if cfg.gradient_checkpointing:
         adapter.set_gradient_checkpointing(True)
     try:
-        return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs)
+        return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export)
     finally:
         method.close()
         if cfg.gradient_checkpointing:
             adapter.set_gradient_checkpointing(False)
 
 
-def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs) -> RunResult:
+def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export) -> RunResult:
     device = adapter.device
     # ---- 3. data on the device: latents once, prompts, prior-preservation images --------------
     emit("prepare", message=f"encoding {len(data.train) + len(data.val)} images")
@@ -200,6 +203,8 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs) -> RunR
         emit("val", step=step, total=cfg.steps, val_loss=val, stable_loss=stab)
         return val, stab
 
+    noise = NoiseScale(cfg.batch_size, eb) if cfg.noise_scale and eb > cfg.batch_size else None
+
     # ---- 5. the loop over weight updates ------------------------------------------------------
     last_loss, val_loss, stopped = None, None, False
     running = torch.zeros((), device=device)
@@ -212,11 +217,17 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs) -> RunR
     for u in range(start, cfg.steps):
         lr = lr_at(schedule, u)
         set_lr(opt, lr)
+        measure = noise is not None and (u + 1) % cfg.log_every == 0
+        probe = GradProbe(trainable, cfg.grad_accum) if measure else None
         for m in range(cfg.grad_accum):
             loss = micro_loss(u, m) / cfg.grad_accum
             (scaler.scale(loss) if scaler is not None else loss).backward()
             running += loss.detach()
+            if probe:
+                probe.after_micro()
         _average_grads(procs, trainable)
+        if probe:
+            noise.update(_reduce_mean(procs, probe.small_sq()), probe.big_sq())
         if scaler is not None:
             scaler.unscale_(opt)
         if cfg.max_grad_norm:
@@ -234,13 +245,16 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs) -> RunR
             running.zero_()
             logged_from = done
             record = {"step": done, "images_seen": done * eb, "loss": last_loss, "lr": lr}
+            if noise is not None and noise.b_simple is not None:
+                record["b_simple"] = noise.b_simple
             if cfg.val_every and (done % cfg.val_every == 0 or done == cfg.steps):
                 val_loss, stab = validate(done)
                 record.update(val_loss=val_loss, stable_loss=stab)
             if procs.main:
                 log_metrics(run_dir, record)
             emit("step", step=done, total=cfg.steps, loss=last_loss, lr=lr, images_seen=done * eb,
-                 val_loss=record.get("val_loss"), stable_loss=record.get("stable_loss"))
+                 val_loss=record.get("val_loss"), stable_loss=record.get("stable_loss"),
+                 extra={"b_simple": record["b_simple"]} if "b_simple" in record else {})
         if procs.main and cfg.sample_every and done % cfg.sample_every == 0:
             _sample(cfg, adapter, name, run_dir, done, emit)
         if procs.main and cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
@@ -248,7 +262,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs) -> RunR
             emit("checkpoint", step=done, total=cfg.steps, path=str(path), message=f"saved {path.name}")
         if stop() and done < cfg.steps:
             stopped = True
-            if procs.main:
+            if procs.main and export:
                 path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last)
                 emit("stopped", step=done, total=cfg.steps, path=str(path),
                      message=f"stopped at update {done}; resume with --resume {run_dir}")
@@ -257,13 +271,13 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs) -> RunR
     # ---- 6. export ----------------------------------------------------------------------------
     if cfg.val_every == 0 and val_latents:
         val_loss, _ = validate(cfg.steps)
-    export = None
-    if procs.main:
+    path = None
+    if procs.main and export:
         save_checkpoint(run_dir, cfg.steps, method, opt, scaler, cfg.keep_last)
-        export = method.export(run_dir, cfg.steps)
-        emit("done", step=cfg.steps, total=cfg.steps, path=str(export), loss=last_loss, val_loss=val_loss,
-             message=f"wrote {export}")
-    return RunResult(run_dir, cfg.steps, export, stopped, last_loss, val_loss)
+        path = method.export(run_dir, cfg.steps)
+        emit("done", step=cfg.steps, total=cfg.steps, path=str(path), loss=last_loss, val_loss=val_loss,
+             message=f"wrote {path}")
+    return RunResult(run_dir, cfg.steps, path, stopped, last_loss, val_loss)
 
 
 def _sample(cfg, adapter, name, run_dir, step, emit) -> None:
