@@ -1,6 +1,5 @@
 """Nothing lost on a Stop or a crash, and bad input named before any model work."""
 import json
-import os
 import signal
 import subprocess
 import sys

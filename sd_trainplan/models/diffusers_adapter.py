@@ -66,7 +66,11 @@ class DiffusersAdapter:
                               truncation=True, return_tensors="pt").input_ids.to(self.device)
 
     def encode_prompts(self, prompts: List[str]) -> torch.Tensor:
-        return self._text(self.tokenize(prompts))[0]
+        return self.encode_ids(self.tokenize(prompts))
+
+    def encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids -> conditioning: all on the device, so it can be captured in a CUDA graph."""
+        return self._text(ids)[0]
 
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self._unet(noisy, t, encoder_hidden_states=cond).sample

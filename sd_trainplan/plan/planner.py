@@ -73,7 +73,7 @@ def compute_plan(p: PlanInputs) -> PlanResult:
     else:
         shape_total, shape_how = s.value("bs_ga_steps") or 1000, "bs_ga_steps" if s.value("bs_ga_steps") else \
             "a nominal 1000"
-    sc = multiplier_figures(s, p, shape_total, shape_how, lr if lr is not None else 1.0)
+    multiplier_figures(s, p, shape_total, shape_how, lr if lr is not None else 1.0)
     precision_figures(s, p, lr)
 
     updates, batches, how, source = _planned_updates(s, p, u_user, b_user, u_how)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 from ..plan import schedule as sched
 
@@ -66,6 +66,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0          # 0: no clipping
     precision: str = "auto"
     gradient_checkpointing: bool = False
+    cuda_graphs: bool = True            # replay each update from CUDA graphs where possible (fast path)
     min_snr_gamma: float = 0.0          # 0: off
     noise_offset: float = 0.0
     noise_scale: bool = True            # measure B_simple when accumulating (McCandlish et al. 2018)

@@ -16,9 +16,7 @@ from typing import Callable, Iterable, Optional
 
 import torch
 
-from ..models.adapter import add_noise, target_for
 from ..plan.schedule import lr_at
-from . import keyed_rng as rng
 from .batches import UpdateOrder
 from .checkpoint import latest_checkpoint, load_checkpoint, log_metrics, new_run_dir, save_checkpoint, write_config
 from .config import ConfigError, TrainConfig, check_config, lr_schedule
@@ -28,7 +26,9 @@ from .images import to_pil
 from .latent_cache import encode_items
 from .methods import make_method
 from .noise_scale import GradProbe, NoiseScale
+from .cuda_graph import GraphedUpdate, why_not
 from .optim import build_optimizer, set_lr
+from .step import StepMath, optimizer_update
 from .prior import PriorPreservation
 from .prompts import Prompts, fixed_prompts
 from .sampling import ddim_sample
@@ -102,9 +102,11 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
 
 
 def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Callable[[], bool] = lambda: False,
-          resume: Optional[str] = None, procs: Processes = Processes(), export: bool = True) -> RunResult:
+          resume: Optional[str] = None, procs: Processes = Processes(), export: bool = True,
+          graph_capture: bool = True) -> RunResult:
     """Run `cfg`. `export=False` (the LR range test: a probe) writes no result file and keeps no
-    checkpoint at the end or on a stop."""
+    checkpoint at the end or on a stop. `graph_capture=False` runs the fast path's code without
+    recording CUDA graphs, on any device (to check it against eager mode)."""
     emit = Emitter(list(sinks) if procs.main else [])
     # ---- 1. check everything before any model work -------------------------------------------
     data = prepare_checks(cfg, procs.world)
@@ -126,14 +128,14 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     if cfg.gradient_checkpointing:
         adapter.set_gradient_checkpointing(True)
     try:
-        return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export)
+        return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture)
     finally:
         method.close()
         if cfg.gradient_checkpointing:
             adapter.set_gradient_checkpointing(False)
 
 
-def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export) -> RunResult:
+def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture) -> RunResult:
     device = adapter.device
     # ---- 3. data on the device: latents once, prompts, prior-preservation images --------------
     emit("prepare", message=f"encoding {len(data.train) + len(data.val)} images")
@@ -149,8 +151,6 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export)
 
     eb = cfg.batch_size * cfg.grad_accum * procs.world
     order = UpdateOrder({b: len(bl.items) for b, bl in latents.items()}, cfg.repeats, eb, cfg.seed)
-    T = adapter.alphas_cumprod.shape[0]
-    dtype = next(adapter.unet().parameters()).dtype
 
     # ---- 4. optimizer, LR schedule, mixed precision, resume ----------------------------------
     params = method.param_groups()
@@ -165,36 +165,9 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export)
             start = load_checkpoint(found[1], method, opt, scaler)
             emit("prepare", step=start, total=cfg.steps, message=f"resumed at update {start} from {found[1].name}")
 
-    def micro_loss(u: int, m: int) -> torch.Tensor:
-        sl = order.micro(u, m, procs.rank, cfg.batch_size, procs.world)
-        bl = latents[sl.bucket]
-        rows = torch.tensor(sl.positions, device=device)
-        keys = torch.tensor(sl.keys, device=device)
-        mean, std = bl.mean[rows], bl.std[rows]
-        if cfg.flip > 0:
-            flip = (rng.uniform(cfg.seed, rng.FLIP, keys) < cfg.flip).view(-1, 1, 1, 1)
-            mean, std = torch.where(flip, bl.flip_mean[rows], mean), torch.where(flip, bl.flip_std[rows], std)
-        x0 = mean + std * rng.normal(cfg.seed, rng.LATENT, keys, mean.shape[1:])
-        loss = diffusion_loss(x0, keys, prompts.cond(adapter, [bl.items[r] for r in sl.positions], sl.keys))
-        if prior is not None:
-            loss = loss + cfg.prior_loss_weight * prior.loss(sl.keys, diffusion_loss)
-        return loss
-
-    def diffusion_loss(x0: torch.Tensor, keys: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        noise = rng.normal(cfg.seed, rng.NOISE, keys, x0.shape[1:])
-        if cfg.noise_offset:
-            noise = noise + cfg.noise_offset * rng.normal(cfg.seed, rng.NOISE + 100, keys, (x0.shape[1], 1, 1))
-        t = rng.integers(cfg.seed, rng.TIMESTEP, keys, T)
-        with autocast():
-            pred = adapter.predict(add_noise(adapter.alphas_cumprod, x0, noise, t).to(dtype), t, cond.to(dtype))
-        target = target_for(adapter, adapter.prediction_type, x0, noise, t)
-        per_sample = torch.nn.functional.mse_loss(pred.float(), target.float(), reduction="none").mean((1, 2, 3))
-        if cfg.min_snr_gamma:
-            a = adapter.alphas_cumprod[t]
-            snr = a / (1 - a)
-            w = torch.clamp(snr, max=cfg.min_snr_gamma) / (snr + 1 if adapter.prediction_type == "v_prediction" else snr)
-            per_sample = per_sample * w
-        return per_sample.mean()
+    step = StepMath(cfg, adapter, latents, prompts, prior, order, procs, autocast)
+    running = torch.zeros((), device=device)
+    graphed = _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, emit, graph_capture)
 
     def validate(step: int):
         val = fixed_grid_loss(adapter, val_latents, val_prompts, cfg.seed, cfg.val_timesteps) if val_latents else None
@@ -207,7 +180,6 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export)
 
     # ---- 5. the loop over weight updates ------------------------------------------------------
     last_loss, val_loss, stopped = None, None, False
-    running = torch.zeros((), device=device)
     logged_from = start
     emit("step", step=start, total=cfg.steps, message="training")
     if cfg.val_every and start == 0:  # the baseline, so the curve shows where training started
@@ -216,28 +188,26 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export)
             log_metrics(run_dir, {"step": 0, "images_seen": 0, "val_loss": v0, "stable_loss": s0})
     for u in range(start, cfg.steps):
         lr = lr_at(schedule, u)
-        set_lr(opt, lr)
         measure = noise is not None and (u + 1) % cfg.log_every == 0
-        probe = GradProbe(trainable, cfg.grad_accum) if measure else None
-        for m in range(cfg.grad_accum):
-            loss = micro_loss(u, m) / cfg.grad_accum
-            (scaler.scale(loss) if scaler is not None else loss).backward()
-            running += loss.detach()
-            if probe:
-                probe.after_micro()
-        _average_grads(procs, trainable)
-        if probe:
-            noise.update(_reduce_mean(procs, probe.small_sq()), probe.big_sq())
-        if scaler is not None:
-            scaler.unscale_(opt)
-        if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
+        if graphed is not None and not measure:  # the fast path: replay the captured update
+            graphed.set_lr(lr)
+            for m in range(cfg.grad_accum):
+                graphed.micro(u, m)
+            _average_grads(procs, trainable)
+            graphed.update()
         else:
-            opt.step()
-        opt.zero_grad(set_to_none=True)
+            set_lr(opt, lr) if graphed is None else graphed.set_lr(lr)
+            probe = GradProbe(trainable, cfg.grad_accum) if measure else None
+            for m in range(cfg.grad_accum):
+                loss = step.eager_micro(u, m) / cfg.grad_accum
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                running += loss.detach()
+                if probe:
+                    probe.after_micro()
+            _average_grads(procs, trainable)
+            if probe:
+                noise.update(_reduce_mean(procs, probe.small_sq()), probe.big_sq())
+            optimizer_update(opt, trainable, cfg.max_grad_norm, scaler, set_to_none=graphed is None)
         done = u + 1
 
         if done % cfg.log_every == 0 or done == cfg.steps:  # the only host sync in the loop
@@ -278,6 +248,19 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export)
         emit("done", step=cfg.steps, total=cfg.steps, path=str(path), loss=last_loss, val_loss=val_loss,
              message=f"wrote {path}")
     return RunResult(run_dir, cfg.steps, path, stopped, last_loss, val_loss)
+
+
+def _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, emit, capture=True):
+    """The CUDA-graph fast path when it can work, else None (and a log line saying why)."""
+    reason = why_not(cfg, adapter, step, scaler, opt, capture)
+    if reason is None:
+        try:
+            return GraphedUpdate(step, opt, trainable, cfg.max_grad_norm, cfg.grad_accum, running, capture)
+        except Exception as e:  # noqa: BLE001 - any failure to set up means: run eagerly
+            reason = f"setting it up failed ({type(e).__name__}: {e})"
+    if adapter.device.type == "cuda":
+        emit("prepare", message=f"CUDA graphs off: {reason}; training eagerly")
+    return None
 
 
 def _sample(cfg, adapter, name, run_dir, step, emit) -> None:

@@ -6,7 +6,7 @@ sample's prompt is the same however the run is split or resumed.
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
@@ -47,10 +47,9 @@ class Prompts:
             chunks = [adapter.encode_prompts(texts[s:s + batch]) for s in range(0, len(texts), batch)]
         self._cond = torch.cat(chunks)
 
-    def cond(self, adapter, items: List[int], keys: Sequence[int]) -> torch.Tensor:
-        if self._cond is not None:
-            return self._cond[torch.tensor(items, device=self._cond.device)]
-        return adapter.encode_prompts([self.prompt(i, k) for i, k in zip(items, keys)])
+    def cached(self, items: torch.Tensor) -> torch.Tensor:
+        """Conditioning of dataset items (an index tensor on the device), from the cache."""
+        return self._cond[items]
 
 
 def fixed_prompts(cfg: TrainConfig, items: Sequence[ImageItem], name: str) -> Dict[int, str]:
