@@ -123,7 +123,9 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     if adapter is None:
         from ..models.load import load_model
         emit("prepare", message=f"loading model {cfg.model}")
-        adapter = load_model(cfg.model, device, seed=cfg.seed, config=cfg.model_config or None)
+        # frozen weights in bf16 on a GPU (what trains is kept in fp32 by the method), fp32 on a CPU
+        dtype = torch.bfloat16 if device.type == "cuda" and cfg.precision in ("auto", "bf16") else torch.float32
+        adapter = load_model(cfg.model, device, dtype=dtype, seed=cfg.seed, config=cfg.model_config or None)
     method = make_method(adapter, cfg)
     if cfg.gradient_checkpointing:
         adapter.set_gradient_checkpointing(True)

@@ -32,6 +32,7 @@ class Dreambooth:
         self.fresh_text = cfg.train_text_encoder  # conditioning must be recomputed each step
         self.modules: List[nn.Module] = [adapter.unet()] + ([adapter.text_encoder()] if cfg.train_text_encoder else [])
         for m in self.modules:
+            m.float()  # fp32 master weights for what trains, whatever the model was loaded in
             m.requires_grad_(True)
             m.train()
 
