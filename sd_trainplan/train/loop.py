@@ -191,12 +191,9 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     for u in range(start, cfg.steps):
         lr = lr_at(schedule, u)
         measure = noise is not None and (u + 1) % cfg.log_every == 0
-        if graphed is not None and not measure:  # the fast path: replay the captured update
+        if graphed is not None and not measure:  # the fast path: replay the recorded update
             graphed.set_lr(lr)
-            for m in range(cfg.grad_accum):
-                graphed.micro(u, m)
-            _average_grads(procs, trainable)
-            graphed.update()
+            graphed.run(u)
         else:
             set_lr(opt, lr) if graphed is None else graphed.set_lr(lr)
             probe = GradProbe(trainable, cfg.grad_accum) if measure else None
@@ -209,7 +206,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
             _average_grads(procs, trainable)
             if probe:
                 noise.update(_reduce_mean(procs, probe.small_sq()), probe.big_sq())
-            optimizer_update(opt, trainable, cfg.max_grad_norm, scaler, set_to_none=graphed is None)
+            optimizer_update(opt, trainable, cfg.max_grad_norm, scaler)
         done = u + 1
 
         if done % cfg.log_every == 0 or done == cfg.steps:  # the only host sync in the loop
@@ -254,7 +251,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
 
 def _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, emit, capture=True):
     """The CUDA-graph fast path when it can work, else None (and a log line saying why)."""
-    reason = why_not(cfg, adapter, step, scaler, opt, capture)
+    reason = why_not(cfg, adapter, step, scaler, opt, step.procs.world, capture)
     if reason is None:
         try:
             return GraphedUpdate(step, opt, trainable, cfg.max_grad_norm, cfg.grad_accum, running, capture)

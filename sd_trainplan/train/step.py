@@ -40,13 +40,15 @@ class StepMath:
         texts = [] if self.prompts.cacheable else [self.prompts.prompt(i, k) for i, k in zip(items, sl.keys)]
         return MicroBatch(sl.bucket, list(sl.positions), list(sl.keys), items, texts)
 
-    def tensors(self, mb: MicroBatch):
-        """(rows, keys, items, ids) on the device; ids is None when conditioning is cached or
+    def tensors(self, mb: MicroBatch, pinned: bool = False):
+        """(rows, keys, items, ids): on the device, or (pinned=True) in pinned host memory for an
+        asynchronous copy into a CUDA graph's buffers. ids is None when conditioning is cached or
         the adapter encodes text itself."""
-        dev = self.device
-        ids = self.adapter.tokenize(mb.prompts) if self.use_ids else None
-        return (torch.tensor(mb.rows, device=dev), torch.tensor(mb.keys, device=dev),
-                torch.tensor(mb.items, device=dev), ids)
+        ids = self.adapter.tokenize(mb.prompts).cpu() if self.use_ids else None
+        out = (torch.tensor(mb.rows), torch.tensor(mb.keys), torch.tensor(mb.items), ids)
+        if pinned:
+            return tuple(t.pin_memory() if t is not None else None for t in out)
+        return tuple(t.to(self.device) if t is not None else None for t in out)
 
     def cond(self, mb_prompts: Optional[List[str]], items: torch.Tensor, ids: Optional[torch.Tensor]):
         if self.prompts.cacheable:
