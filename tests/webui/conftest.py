@@ -26,7 +26,7 @@ def pytest_unconfigure(config):
     shutil.rmtree(_CACHE, ignore_errors=True)
 
 
-def make_dataset(folder: Path, n: int = 8) -> Path:
+def make_dataset(folder: Path, n: int = 12) -> Path:
     """n 64x64 PNGs of coloured shapes on a grey ground, each with a caption naming colour and shape."""
     from PIL import Image, ImageDraw
     folder.mkdir(parents=True, exist_ok=True)
