@@ -59,6 +59,9 @@ class LdmAdapter:
     def text_encoder(self) -> nn.Module:
         return self._clip().transformer  # transformers' CLIPTextModel
 
+    def vae(self) -> nn.Module:
+        return self.model.first_stage_model
+
     @property
     def tokenizer(self):
         return self._clip().tokenizer

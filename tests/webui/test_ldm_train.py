@@ -98,6 +98,7 @@ def test_textual_inversion_changes_only_the_new_vectors(dataset, tmp_path):
     base_names = {k.replace(".token_embedding.base.", ".token_embedding."): h for k, h in after.items()
                   if k not in extras}
     assert base_names == before  # every tensor of the model bit-identical
+    assert set(adapter.checkpoint_state()) == set(before)  # a checkpoint of it has the plain ldm keys
     vectors = load_file(str(result.export_path))["emb_params"]
     assert vectors.shape == (2, 32) and not torch.allclose(vectors[0], init)
     with torch.no_grad():  # the token reaches the model through its own cond stage
