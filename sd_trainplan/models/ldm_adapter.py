@@ -1,9 +1,12 @@
-"""The ldm adapter: a Stability-AI `LatentDiffusion` (SD1/SD2), as the WebUI holds in `shared.sd_model`.
+"""The ldm adapter: a Stability-AI `LatentDiffusion`, as the WebUI holds in `shared.sd_model`.
 
 It talks to the model only through the calls the WebUI itself uses (encode_first_stage,
 decode_first_stage, cond_stage_model(list_of_str), apply_model), so the same code drives the
 WebUI's loaded model and the tiny one. Names given to the outside world (LoRA keys) are the
 diffusers/kohya ones, so a LoRA trained here loads wherever a kohya LoRA does.
+
+Tested on SD1 (transformers' CLIP text stage). SD2's OpenCLIP text stage has no `transformer`:
+there text-encoder training and new tokens stop with a clear error (SD2 itself is not tested yet).
 
 Host path: runs on the WebUI's Python 3.10 and torch 2.1; imports nothing from the WebUI or diffusers.
 """
@@ -19,7 +22,7 @@ from .ldm_names import ldm_name_to_unet, unet_prefix_pairs
 from .token_splice import SplicedToken, splice_token
 
 PREDICTION = {"eps": "epsilon", "v": "v_prediction"}
-# ldm block classes whose `_forward` we recompute under gradient checkpointing, and its arguments
+# ldm block classes whose `_forward` we recompute under gradient checkpointing
 CHECKPOINTED = ("ResBlock", "BasicTransformerBlock")
 
 
@@ -57,13 +60,18 @@ class LdmAdapter:
         return self.model.model.diffusion_model
 
     def text_encoder(self) -> nn.Module:
-        return self._clip().transformer  # transformers' CLIPTextModel
+        clip = self._clip()
+        if not hasattr(clip, "transformer"):
+            raise ValueError(f"model: its text stage ({type(clip).__name__}) is not transformers' CLIP (SD1);"
+                             " training the text encoder or new tokens needs an SD1 model")
+        return clip.transformer  # transformers' CLIPTextModel
 
     def vae(self) -> nn.Module:
         return self.model.first_stage_model
 
     @property
     def tokenizer(self):
+        self.text_encoder()  # the same check: an SD1 CLIP text stage
         return self._clip().tokenizer
 
     # --- the protocol ---------------------------------------------------------------------------
