@@ -18,8 +18,10 @@ SITE = $(shell $(PY) -c 'import sys; print(f"lib/python{sys.version_info[0]}.{sy
 run: $(VENV)/.ok-app
 	$(VENV)/bin/python -m sd_trainplan plan --preset dreambooth_advanced
 
+# tests/webui runs in the environment pinned like the WebUI (the real ldm code, no diffusers).
 test: $(VENV)/.ok-test $(A1111)/.ok
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest tests --ignore=tests/webui
+	$(A1111)/bin/python -m pytest tests/webui
 
 envs: $(VENV)/.ok-test $(A1111)/.ok
 

@@ -108,4 +108,28 @@ def diffusers_to_ldm_state(unet: Dict[str, torch.Tensor], vae: Dict[str, torch.T
         out["first_stage_model." + name] = v
     for k, v in text.items():
         out["cond_stage_model.transformer." + k] = v
+    # transformers < 4.31 (the WebUI's 4.30.2, and every SD1 checkpoint) keeps CLIP's position_ids
+    # as a saved buffer; newer versions do not save it. Write it so the file has the ldm model's keys.
+    pos = "cond_stage_model.transformer.text_model.embeddings.position_ids"
+    table = text.get("text_model.embeddings.position_embedding.weight")
+    if pos not in out and table is not None:
+        out[pos] = torch.arange(table.shape[0], dtype=torch.int64)[None]
     return out
+
+
+def ldm_name_to_unet(name: str, pairs: List[Tuple[str, str]]) -> str:
+    """The inverse of unet_name_to_ldm: an ldm UNet module/parameter name -> the diffusers one.
+
+    `pairs` must hold only pairs whose ldm side exists with the right kind of module: without
+    attention in a level, its attention slot and its upsampler share one ldm prefix.
+    """
+    for d, l in sorted(pairs, key=lambda p: -len(p[1])):
+        if name == l or name.startswith(l + "."):
+            rest = name[len(l):]
+            if ".resnets." in d or d.startswith("mid_block.resnets"):
+                for a, b in RESNET:
+                    if rest.startswith("." + b + ".") or rest == "." + b:
+                        rest = "." + a + rest[len(b) + 1:]
+                        break
+            return d + rest
+    raise KeyError(f"no diffusers name for ldm UNet key {name}")

@@ -246,7 +246,7 @@ def _toml_value(v: Any) -> str:
 
 def read_toml(text: str) -> Dict[str, Any]:
     try:
-        import tomllib  # Python 3.11+
+        import tomllib  # novermin (Python 3.11+; the ImportError fallback below serves 3.10)
     except ImportError:  # pragma: no cover - the WebUI's Python 3.10
         try:
             import tomli as tomllib

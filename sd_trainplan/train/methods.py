@@ -58,7 +58,10 @@ class Dreambooth:
             self.adapter.text_encoder().load_state_dict({k[3:]: v for k, v in state.items() if k.startswith("te.")})
 
     def export(self, folder: Path, step: int) -> Path:
-        state = {k: v.to(torch.float16) if v.is_floating_point() else v
+        # Weights in fp16, as the WebUI's checkpoints; ldm's noise-schedule buffers (top-level keys:
+        # alphas_cumprod, betas, ...) stay fp32: fp16 rounds alphas_cumprod near 1 and moves the
+        # noise level sqrt(1-a) at small t by up to 7%, and the WebUI loads them from the file as they are.
+        state = {k: v.to(torch.float16) if v.is_floating_point() and "." in k else v
                  for k, v in self.adapter.checkpoint_state().items()}
         meta = {"sd_trainplan": "dreambooth", "step": str(step), "token": self.cfg.token}
         return save_safetensors(folder / f"{self.cfg.name}.safetensors", state, meta)

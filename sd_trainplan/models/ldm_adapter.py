@@ -1,0 +1,178 @@
+"""The ldm adapter: a Stability-AI `LatentDiffusion`, as the WebUI holds in `shared.sd_model`.
+
+It talks to the model only through the calls the WebUI itself uses (encode_first_stage,
+decode_first_stage, cond_stage_model(list_of_str), apply_model), so the same code drives the
+WebUI's loaded model and the tiny one. Names given to the outside world (LoRA keys) are the
+diffusers/kohya ones, so a LoRA trained here loads wherever a kohya LoRA does.
+
+Tested on SD1 (transformers' CLIP text stage). SD2's OpenCLIP text stage has no `transformer`:
+there text-encoder training and new tokens stop with a clear error (SD2 itself is not tested yet).
+
+Host path: runs on the WebUI's Python 3.10 and torch 2.1; imports nothing from the WebUI or diffusers.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .ldm_names import ldm_name_to_unet, unet_prefix_pairs
+from .token_splice import SplicedToken, splice_token
+
+PREDICTION = {"eps": "epsilon", "v": "v_prediction"}
+# ldm block classes whose `_forward` we recompute under gradient checkpointing
+CHECKPOINTED = ("ResBlock", "BasicTransformerBlock")
+
+
+class LdmAdapter:
+    family = "ldm"
+
+    def __init__(self, model, device="cpu", dtype=torch.float32, source: str = ""):
+        if model.parameterization not in PREDICTION:
+            raise ValueError(f"model: ldm parameterization {model.parameterization!r} is not supported (eps or v)")
+        self.model = model
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.source = source
+        # Weights to device and dtype; the schedule buffers only to the device (fp16 would round
+        # alphas_cumprod near 1, where the noise level at small t lives).
+        for part in (model.model, model.first_stage_model, model.cond_stage_model):
+            part.to(self.device, dtype).requires_grad_(False).eval()
+        model.to(self.device)
+        if hasattr(self._clip(), "device"):
+            self._clip().device = self.device  # FrozenCLIPEmbedder moves token ids to this device
+        self.prediction_type = PREDICTION[model.parameterization]
+        self.alphas_cumprod = model.alphas_cumprod.detach().to(self.device, torch.float32).clone()
+        self.scale_factor = float(model.scale_factor)
+        self.latent_scale = 2 ** (model.first_stage_model.encoder.num_resolutions - 1)
+        self.base_resolution = int(model.image_size) * self.latent_scale
+        self._checkpointed: List[nn.Module] = []
+
+    # --- the parts ------------------------------------------------------------------------------
+    def _clip(self) -> nn.Module:
+        """The FrozenCLIPEmbedder (the WebUI wraps it as `.wrapped` in its hijacked CLIP)."""
+        cs = self.model.cond_stage_model
+        return getattr(cs, "wrapped", cs)
+
+    def unet(self) -> nn.Module:
+        return self.model.model.diffusion_model
+
+    def text_encoder(self) -> nn.Module:
+        clip = self._clip()
+        if not hasattr(clip, "transformer"):
+            raise ValueError(f"model: its text stage ({type(clip).__name__}) is not transformers' CLIP (SD1);"
+                             " training the text encoder or new tokens needs an SD1 model")
+        return clip.transformer  # transformers' CLIPTextModel
+
+    def vae(self) -> nn.Module:
+        return self.model.first_stage_model
+
+    @property
+    def tokenizer(self):
+        self.text_encoder()  # the same check: an SD1 CLIP text stage
+        return self._clip().tokenizer
+
+    # --- the protocol ---------------------------------------------------------------------------
+    def encode_images(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """[-1, 1] images -> (mean, std) of the scaled latent distribution."""
+        dist = self.model.encode_first_stage(pixels.to(self.device, self.dtype))  # no_grad inside ldm
+        return dist.mean.float() * self.scale_factor, dist.std.float() * self.scale_factor
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.model.decode_first_stage(latents.to(self.device, self.dtype)).float().clamp(-1, 1)
+
+    def encode_prompts(self, prompts: List[str]) -> torch.Tensor:
+        return self.model.cond_stage_model(list(prompts))
+
+    def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.model.apply_model(noisy, t, cond)
+
+    def add_token(self, token: str, n_vectors: int, init_word: str) -> SplicedToken:
+        """New vectors spliced into the cond stage's own CLIP (a raw ldm model, outside the WebUI)."""
+        return splice_token(self.tokenizer, self.text_encoder(), token, n_vectors, init_word)
+
+    def lora_targets(self, text_encoder: bool, conv: bool) -> Dict[str, nn.Module]:
+        """The modules DiffusersAdapter.lora_targets picks, under the same kohya (diffusers) names:
+        Linear and 1x1 convs in the UNet's transformer blocks (and 3x3 convs of resnets and
+        samplers with `conv`); the text encoder's attention and MLP linears."""
+        out: Dict[str, nn.Module] = {}
+        unet = self.unet()
+        pairs = self._unet_pairs()
+        for name, mod in unet.named_modules():
+            kind = type(mod).__name__
+            if kind == "SpatialTransformer":
+                for sub, m in mod.named_modules():
+                    if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)):
+                        out["lora_unet_" + ldm_name_to_unet(f"{name}.{sub}", pairs).replace(".", "_")] = m
+            elif conv and kind in ("ResBlock", "Downsample", "Upsample"):
+                for sub, m in mod.named_modules():
+                    if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
+                        out["lora_unet_" + ldm_name_to_unet(f"{name}.{sub}", pairs).replace(".", "_")] = m
+        if text_encoder:
+            for name, mod in self.text_encoder().named_modules():
+                if type(mod).__name__ in ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP"):
+                    for sub, m in mod.named_children():
+                        if isinstance(m, nn.Linear):
+                            out["lora_te_" + f"{name}.{sub}".replace(".", "_")] = m
+        return out
+
+    def _unet_pairs(self) -> List[Tuple[str, str]]:
+        """ldm_names' (diffusers, ldm) prefix pairs for this UNet, keeping only pairs whose ldm
+        side is there with the right kind of module (see ldm_name_to_unet)."""
+        unet = self.unet()
+        levels, L = len(unet.channel_mult), unet.num_res_blocks[0]
+        if any(n != L for n in unet.num_res_blocks):
+            raise ValueError("model: a UNet with different res blocks per level has no kohya names")
+        mods = dict(unet.named_modules())
+
+        def has_attn(k: int) -> bool:
+            return any(type(m).__name__ == "SpatialTransformer" for m in unet.output_blocks[k])
+        # diffusers up block i is ldm level (levels-1-i), its first output block is i*(L+1)
+        up_attn = [has_attn(i * (L + 1)) for i in range(levels)]
+        keep = []
+        for d, l in unet_prefix_pairs(L, levels, up_attn):
+            if l in mods and (".attentions." in d) == (type(mods[l]).__name__ == "SpatialTransformer"):
+                keep.append((d, l))
+        return keep
+
+    def checkpoint_state(self) -> Dict[str, torch.Tensor]:
+        """The model's own ldm-named state dict: what the WebUI loads as a single-file checkpoint.
+        A spliced Textual Inversion embedding is written as the plain embedding it wraps."""
+        out = {}
+        for k, v in self.model.state_dict().items():
+            if ".token_embedding.extras." in k:
+                continue
+            out[k.replace(".token_embedding.base.", ".token_embedding.")] = v
+        return out
+
+    def set_gradient_checkpointing(self, on: bool) -> None:
+        """Recompute each ResBlock and transformer block in the backward pass (torch's non-reentrant
+        checkpoint, per instance, so nothing global in ldm is patched).
+
+        ldm's own switch (the `use_checkpoint`/`checkpoint` flags) cannot train a frozen model: its
+        CheckpointFunction asks autograd for the gradient of every parameter of the block, which
+        fails when they do not require grad (LoRA, Textual Inversion), and would leave LoRA weights
+        attached by hooks out. The override calls `_forward` directly, so it never goes through
+        those flags, and removing it puts the block back exactly as it was.
+        """
+        for m in self._checkpointed:
+            del m.forward
+        self._checkpointed = []
+        if not on:
+            return
+        for m in self.unet().modules():
+            if type(m).__name__ in CHECKPOINTED:
+                m.forward = _recomputed(m._forward)
+                self._checkpointed.append(m)
+
+    def describe(self) -> str:
+        n = sum(p.numel() for p in self.unet().parameters()) / 1e6
+        return f"ldm model ({self.source}; UNet {n:.1f}M params, {self.prediction_type})"
+
+
+def _recomputed(fn):
+    def forward(*args, **kwargs):  # SpatialTransformer calls its blocks with context=...
+        return checkpoint(fn, *args, use_reentrant=False, **kwargs)
+    return forward

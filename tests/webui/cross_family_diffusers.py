@@ -1,0 +1,68 @@
+"""The diffusers half of the cross-family check, run by test_cross_family.py in the standalone
+environment (.venv: diffusers 0.31, transformers 4.46), since the WebUI-pinned one has no diffusers.
+
+For each case folder the ldm half wrote (model.safetensors: a tiny LatentDiffusion's own state
+dict; inputs.safetensors + inputs.json: latents, noise, timesteps, pixels, prompts; lora.safetensors:
+a LoRA the ldm adapter trained), this loads the checkpoint with diffusers' own single-file
+conversion, given the tiny model's configs as an explicit local config folder, wraps it in our
+DiffusersAdapter and writes what it computes to out.safetensors / out.json.
+
+    python cross_family_diffusers.py CASE_DIR [CASE_DIR ...]
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from sd_trainplan.models.adapter import add_noise, target_for
+from sd_trainplan.models.diffusers_adapter import DiffusersAdapter
+from sd_trainplan.models.ldm_names import diffusers_to_ldm_state
+from sd_trainplan.models.tiny_diffusers import save_tiny_folder
+
+
+def forward(adapter, x: dict, prompts) -> dict:
+    """The training loss exactly as train/loop.py computes it, and its parts."""
+    with torch.no_grad():
+        cond = adapter.encode_prompts(prompts)
+        noisy = add_noise(adapter.alphas_cumprod, x["latents"], x["noise"], x["t"])
+        pred = adapter.predict(noisy, x["t"], cond)
+        target = target_for(adapter, adapter.prediction_type, x["latents"], x["noise"], x["t"])
+        loss = torch.nn.functional.mse_loss(pred.float(), target.float())
+    return {"cond": cond, "pred": pred, "loss": loss.reshape(1)}
+
+
+def run_case(case: Path) -> None:
+    meta = json.loads((case / "inputs.json").read_text())
+    x = load_file(str(case / "inputs.safetensors"))
+    config = save_tiny_folder(case / "diffusers-config", prediction_type=meta["prediction_type"])
+    from diffusers import StableDiffusionPipeline
+    pipe = StableDiffusionPipeline.from_single_file(str(case / "model.safetensors"), config=str(config),
+                                                    local_files_only=True, safety_checker=None,
+                                                    requires_safety_checker=False)
+    adapter = DiffusersAdapter(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, dict(pipe.scheduler.config),
+                               source="from_single_file")
+    out = {f"base.{k}": v for k, v in forward(adapter, x, meta["prompts"]).items()}
+    mean, std = adapter.encode_images(x["pixels"])
+    out.update({"vae.mean": mean, "vae.std": std, "vae.decoded": adapter.decode_latents(x["latents"])})
+    # Our own exporter, run on what diffusers converted: it should give back the ldm file.
+    state = adapter.checkpoint_state()
+    out.update({f"export.{k}": v for k, v in state.items()})
+    info = {
+        "prediction_type": adapter.prediction_type,
+        "lora_targets": {name: list(m.weight.shape) for name, m in adapter.lora_targets(True, True).items()},
+        "heads": {name: m.heads for name, m in adapter.unet().named_modules() if type(m).__name__ == "Attention"},
+    }
+    # The LoRA the ldm adapter trained and exported, loaded by diffusers' own kohya loader.
+    pipe.load_lora_weights(str(case), weight_name="lora.safetensors")  # offline: name the file
+    out.update({f"lora.{k}": v for k, v in forward(adapter, x, meta["prompts"]).items()})
+    save_file({k: (v.float() if v.is_floating_point() else v).detach().contiguous() for k, v in out.items()}, str(case / "out.safetensors"))
+    (case / "out.json").write_text(json.dumps(info))
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        run_case(Path(arg))
