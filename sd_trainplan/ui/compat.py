@@ -1,0 +1,44 @@
+"""The few places where gradio 3.41 (AUTOMATIC1111's pin) and 4.40 (Forge's pin) differ.
+
+Everything else in ui/ uses the API the two versions share: Blocks, Row/Column/Accordion,
+Textbox/Dropdown/Radio/Checkbox/HTML/Button, `.input`/`.click`, `gr.update(...)`.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import gradio as gr
+
+GRADIO_MAJOR = int(gr.__version__.split(".")[0])
+
+# Fonts the browser already has: gradio's default theme asks Google Fonts for its faces, and the
+# page must work (and look the same) on a machine with no internet.
+SANS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
+        "sans-serif"]
+MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "DejaVu Sans Mono", "monospace"]
+
+
+def live_event() -> Dict[str, Any]:
+    """Keyword arguments for the recompute-on-every-change events.
+
+    No queue (a plain request, the quickest round trip), no progress overlay (the tables would
+    flicker on every keystroke), not in the API page. gradio 4 drops an event fired while the
+    previous one is pending unless trigger_mode is "always_last"; gradio 3.41 has no such
+    option and always drops it, so there `needs_settle()` adds a follow-up step.
+    """
+    kw: Dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_name": False}
+    if GRADIO_MAJOR >= 4:
+        kw["trigger_mode"] = "always_last"
+    return kw
+
+
+def needs_settle() -> bool:
+    """gradio 3.x drops a change made while the last one is still computing; a `.then` step
+    recomputes when the inputs moved on in the meantime."""
+    return GRADIO_MAJOR < 4
+
+
+def theme() -> Any:
+    """The default look with local fonts only (no request to a font CDN)."""
+    return gr.themes.Default(primary_hue="orange", secondary_hue="blue", neutral_hue="slate",
+                             font=SANS, font_mono=MONO)

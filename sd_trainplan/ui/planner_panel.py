@@ -1,0 +1,194 @@
+"""The Train Planner tab's planner panel: inputs on the left, the live plan on the right.
+
+`build_planner()` returns a gr.Blocks (what the WebUI's on_ui_tabs hands back as a tab, and
+what the standalone app serves); `build_planner_panel()` builds the same panel inside a
+Blocks the caller has open, and returns its components so other panels can be wired to it.
+The same code runs on gradio 3.41.2 and 4.40.0 (see compat.py for the two differences).
+There is no "calculate" button: every input recomputes and redraws the plan at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import gradio as gr
+
+from ..plan.presets import Preset, load_presets
+from . import compat
+from .dataset import count_images
+from .fields import ALL, DATASET, SECTIONS, WIDGETS, Widget, help_text, preset_values
+from .view import View, apply_note, make_view, preset_note
+
+DEFAULT_PRESET = "dreambooth_advanced"
+KEYS: Tuple[str, ...] = tuple(w.key for w in ALL)
+
+
+@dataclass
+class PlannerPanel:
+    """The panel's components, by widget key (plan field names, plus 'dataset')."""
+    inputs: Dict[str, Any]
+    messages: Dict[str, Any]
+    preset: Any
+    preset_note: Any
+    cards: Any
+    status: Any
+    plot: Any
+    tables: Any
+    apply: Any
+    apply_message: Any
+    presets: Dict[str, Preset]
+
+    def input_list(self) -> List[Any]:
+        return [self.inputs[k] for k in KEYS]
+
+
+def build_planner(css: Optional[str] = None, theme: Any = None, title: str = "Train Planner") -> gr.Blocks:
+    """A Blocks with the planner panel; `css`/`theme` are for the standalone app (the WebUI brings its own)."""
+    with gr.Blocks(css=css, theme=theme, title=title, analytics_enabled=False) as blocks:
+        build_planner_panel()
+    return blocks
+
+
+def _component(w: Widget, value: Any) -> Any:
+    common = dict(label=w.label, elem_id=w.elem_id, interactive=True)
+    if w.kind == "text":
+        return gr.Textbox(value=value, placeholder=w.placeholder, lines=1, max_lines=1, **common)
+    if w.kind == "radio":
+        return gr.Radio(choices=list(w.choices), value=value, **common)
+    if w.kind == "checkbox":
+        return gr.Checkbox(value=bool(value), **common)
+    return gr.Dropdown(choices=list(w.choices), value=value, allow_custom_value=w.custom, **common)
+
+
+def _message(w: Widget, html: str) -> Any:
+    return gr.HTML(value=html, elem_id=w.msg_id, elem_classes=["stp-msg-box"], visible=bool(html))
+
+
+def _preset_title(p: Preset) -> str:
+    return p.title
+
+
+def build_planner_panel(preset: Optional[str] = DEFAULT_PRESET) -> PlannerPanel:
+    """Build the panel inside the current Blocks (or tab) and wire its events."""
+    presets = load_presets()
+    by_title = {_preset_title(p): name for name, p in presets.items()}
+    start = presets.get(preset or "")
+    values = preset_values(start.inputs) if start else preset_values({})
+    view = make_view(values)
+    inputs: Dict[str, Any] = {}
+    messages: Dict[str, Any] = {}
+
+    with gr.Column(elem_id="stp_root", elem_classes=["stp-root"]):
+        with gr.Row(elem_classes=["stp-header"]):
+            with gr.Column(scale=3, min_width=260):
+                gr.HTML('<div class="stp-title"><h2>Train Planner</h2><p>Every figure of a Dreambooth, Textual'
+                        " Inversion or LoRA run, with its formula and its source. Change any input: the plan"
+                        " updates at once.</p></div>")
+            with gr.Column(scale=4, min_width=320):
+                preset_box = gr.Dropdown(choices=list(by_title), value=_preset_title(start) if start else None,
+                                         label="Preset", elem_id="stp_preset", interactive=True)
+                note = gr.HTML(preset_note(start), elem_id="stp_preset_note")
+        with gr.Row(elem_classes=["stp-main"]):
+            with gr.Column(scale=5, min_width=340, elem_id="stp_inputs", elem_classes=["stp-inputs"]):
+                _build_inputs(values, view, inputs, messages)
+                with gr.Row(elem_classes=["stp-apply-row"]):
+                    apply = gr.Button("Apply to trainer", variant="primary", elem_id="stp_apply")
+                apply_msg = gr.HTML("", elem_id="stp_apply_msg", visible=False)
+            with gr.Column(scale=7, min_width=420, elem_id="stp_results", elem_classes=["stp-results"]):
+                cards = gr.HTML(view.cards, elem_id="stp_summary")
+                status = gr.HTML(view.status, elem_id="stp_status")
+                plot = gr.HTML(view.plot, elem_id="stp_lr_plot")
+                tables = gr.HTML(view.tables, elem_id="stp_tables")
+
+    panel = PlannerPanel(inputs, messages, preset_box, note, cards, status, plot, tables, apply, apply_msg, presets)
+    _wire(panel, by_title)
+    return panel
+
+
+def _build_inputs(values: Dict[str, Any], view: View, inputs: Dict[str, Any], messages: Dict[str, Any]) -> None:
+    section = None
+    container = None
+    for row in WIDGETS:
+        if row[0].section != section:
+            section = row[0].section
+            if container is not None:
+                container.__exit__(None, None, None)
+                container = None
+            if section == "more":
+                container = gr.Accordion(SECTIONS[section], open=False, elem_id="stp_more")
+                container.__enter__()
+            else:
+                gr.HTML(f'<div class="stp-section-title">{SECTIONS[section]}</div>', elem_classes=["stp-section"])
+        with gr.Row(elem_classes=["stp-row"]):
+            for w in row:
+                with gr.Column(scale=w.width, min_width=110, elem_classes=["stp-cell"]):
+                    inputs[w.key] = _component(w, values[w.key])
+                    messages[w.key] = _message(w, view.messages.get(w.key, ""))
+    if container is not None:
+        container.__exit__(None, None, None)
+
+
+def _outputs(panel: PlannerPanel) -> List[Any]:
+    return [panel.cards, panel.status, panel.plot, panel.tables] + [panel.messages[k] for k in KEYS]
+
+
+def _view_updates(view: View) -> List[Any]:
+    keep = gr.update()
+    figures = [view.cards if view.cards is not None else keep, view.status,
+               view.plot if view.plot is not None else keep, view.tables if view.tables is not None else keep]
+    return figures + [gr.update(value=view.messages.get(k, ""), visible=bool(view.messages.get(k))) for k in KEYS]
+
+
+def _wire(panel: PlannerPanel, by_title: Dict[str, str]) -> None:
+    outputs = _outputs(panel)
+    comps = panel.input_list()
+    state = gr.State(None)
+    live = compat.live_event()
+
+    def on_change(*vals: Any) -> List[Any]:
+        values = dict(zip(KEYS, vals))
+        return _view_updates(make_view(values)) + [list(vals)]
+
+    def on_folder(*vals: Any) -> List[Any]:
+        view = make_view(dict(zip(KEYS, vals)), from_folder=True)
+        images = view.images if view.images is not None else gr.update()
+        return [images] + _view_updates(view) + [[view.values[k] for k in KEYS]]
+
+    def on_settle(*vals: Any) -> List[Any]:
+        *current, shown = vals
+        if shown == list(current):
+            return [gr.update() for _ in outputs] + [shown]
+        return on_change(*current)
+
+    def on_preset(title: str, *vals: Any) -> List[Any]:
+        name = by_title.get(title)
+        preset = panel.presets.get(name or "")
+        if preset is None:
+            return [gr.update() for _ in comps] + [gr.update()] + on_change(*vals)
+        current = dict(zip(KEYS, vals))
+        kept: Dict[str, Any] = {}
+        folder = count_images(current.get(DATASET) or "")
+        if folder.ok and folder.images:  # a preset sets the recipe, not the user's own data
+            kept = {DATASET: current[DATASET], "images": str(folder.images)}
+        values = preset_values(preset.inputs, kept)
+        view = make_view(values)
+        note = preset_note(preset, ("images",) if kept else ())
+        return [values[k] for k in KEYS] + [note] + _view_updates(view) + [[values[k] for k in KEYS]]
+
+    def settle(event: Any) -> None:
+        if compat.needs_settle():
+            event.then(on_settle, comps + [state], outputs + [state], **live)
+
+    for key, comp in panel.inputs.items():
+        if key == DATASET:
+            settle(comp.input(on_folder, comps, [panel.inputs["images"]] + outputs + [state], **live))
+        else:
+            settle(comp.input(on_change, comps, outputs + [state], **live))
+    settle(panel.preset.input(on_preset, [panel.preset] + comps, comps + [panel.preset_note] + outputs + [state],
+                              **live))
+
+    def on_apply(*vals: Any) -> Any:
+        view = make_view(dict(zip(KEYS, vals)))
+        return gr.update(value=apply_note(view.result), visible=True)
+
+    panel.apply.click(on_apply, comps, [panel.apply_message], queue=False, api_name=False)
