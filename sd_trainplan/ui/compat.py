@@ -23,19 +23,15 @@ def live_event() -> Dict[str, Any]:
 
     No queue (a plain request, the quickest round trip), no progress overlay (the tables would
     flicker on every keystroke), not in the API page. gradio 4 drops an event fired while the
-    previous one is pending unless trigger_mode is "always_last"; gradio 3.41 has no such
-    option and always drops it, so there `needs_settle()` adds a follow-up step.
+    same event is pending unless trigger_mode is "always_last"; gradio 3.41 has no such option
+    and always drops it. Requests of different fields may also finish out of order. The panel
+    therefore follows every change with a `.then` step that recomputes when the inputs moved on
+    (see planner_panel._wire), which makes the page end on what was typed, on both versions.
     """
     kw: Dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_name": False}
     if GRADIO_MAJOR >= 4:
         kw["trigger_mode"] = "always_last"
     return kw
-
-
-def needs_settle() -> bool:
-    """gradio 3.x drops a change made while the last one is still computing; a `.then` step
-    recomputes when the inputs moved on in the meantime."""
-    return GRADIO_MAJOR < 4
 
 
 def theme() -> Any:

@@ -176,7 +176,12 @@ def _wire(panel: PlannerPanel, by_title: Dict[str, str]) -> None:
         return [values[k] for k in KEYS] + [note] + _view_updates(view) + [[values[k] for k in KEYS]]
 
     def settle(event: Any) -> None:
-        if compat.needs_settle():
+        """After each change lands, redraw if the inputs moved on meanwhile: a dropped event, or an
+        older request that finished after a newer one, must not leave stale figures on the page.
+        gradio 3.41 also drops a settle step fired while the last one is pending: a second one
+        follows it there."""
+        event = event.then(on_settle, comps + [state], outputs + [state], **live)
+        if compat.GRADIO_MAJOR < 4:
             event.then(on_settle, comps + [state], outputs + [state], **live)
 
     for key, comp in panel.inputs.items():
@@ -184,6 +189,9 @@ def _wire(panel: PlannerPanel, by_title: Dict[str, str]) -> None:
             settle(comp.input(on_folder, comps, [panel.inputs["images"]] + outputs + [state], **live))
         else:
             settle(comp.input(on_change, comps, outputs + [state], **live))
+        if isinstance(comp, gr.Textbox):  # leaving the field or Enter always ends on what was typed
+            for trigger in (comp.blur, comp.submit):
+                trigger(on_settle, comps + [state], outputs + [state], **live)
     settle(panel.preset.input(on_preset, [panel.preset] + comps, comps + [panel.preset_note] + outputs + [state],
                               **live))
 
