@@ -13,7 +13,7 @@ from ..plan import schedule as sched
 from ..plan.quantity import fmt
 
 W, H = 640, 190
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 14, 34
+LEFT, RIGHT, TOP, BOTTOM = 58, 16, 14, 34
 
 
 def _short(x: float) -> str:
@@ -61,8 +61,6 @@ def lr_svg(s: sched.Schedule) -> str:
         out.append(f'<text class="tick" x="{x:.1f}" y="{H - BOTTOM + 16}" text-anchor="{anchor}">'
                    f'{round(total * frac)}</text>')
     out.append(f'<text class="axis" x="{LEFT + pw / 2:.1f}" y="{H - 4}" text-anchor="middle">weight update</text>')
-    out.append(f'<text class="axis" x="12" y="{TOP + ph / 2:.1f}" text-anchor="middle" '
-               f'transform="rotate(-90 12 {TOP + ph / 2:.1f})">LR</text>')
     if s.warmup and 0 < s.warmup < total and s.name not in ("constant", "a1111", "cyclical", "one_cycle"):
         x, _ = xy(s.warmup, 0)
         out.append(f'<line class="marker" x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{y0:.1f}"/>')
