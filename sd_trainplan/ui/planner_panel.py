@@ -132,11 +132,22 @@ def _outputs(panel: PlannerPanel) -> List[Any]:
     return [panel.cards, panel.status, panel.plot, panel.tables] + [panel.messages[k] for k in KEYS]
 
 
-def _view_updates(view: View) -> List[Any]:
+def _view_updates(view: View, shown: Optional[Dict[str, str]] = None) -> List[Any]:
+    """Updates for the figures and for every field's message; with `shown` (the messages on the
+    page), an unchanged message is left alone: fewer updates for the browser to apply."""
     keep = gr.update()
     figures = [view.cards if view.cards is not None else keep, view.status,
                view.plot if view.plot is not None else keep, view.tables if view.tables is not None else keep]
-    return figures + [gr.update(value=view.messages.get(k, ""), visible=bool(view.messages.get(k))) for k in KEYS]
+    msgs = []
+    for k in KEYS:
+        m = view.messages.get(k, "")
+        msgs.append(keep if shown is not None and shown.get(k) == m else gr.update(value=m, visible=bool(m)))
+    return figures + msgs
+
+
+def _shown(view: View) -> List[Any]:
+    """What the session's state remembers: the inputs the page shows figures for, and its messages."""
+    return [[view.values[k] for k in KEYS], view.messages]
 
 
 def _wire(panel: PlannerPanel, by_title: Dict[str, str]) -> None:
@@ -146,25 +157,27 @@ def _wire(panel: PlannerPanel, by_title: Dict[str, str]) -> None:
     live = compat.live_event()
 
     def on_change(*vals: Any) -> List[Any]:
-        values = dict(zip(KEYS, vals))
-        return _view_updates(make_view(values)) + [list(vals)]
+        *current, shown = vals
+        view = make_view(dict(zip(KEYS, current)))
+        return _view_updates(view, shown[1] if shown else None) + [_shown(view)]
 
     def on_folder(*vals: Any) -> List[Any]:
         view = make_view(dict(zip(KEYS, vals)), from_folder=True)
         images = view.images if view.images is not None else gr.update()
-        return [images] + _view_updates(view) + [[view.values[k] for k in KEYS]]
+        return [images] + _view_updates(view) + [_shown(view)]
 
     def on_settle(*vals: Any) -> List[Any]:
         *current, shown = vals
-        if shown == list(current):
+        if shown and shown[0] == list(current):
             return [gr.update() for _ in outputs] + [shown]
-        return on_change(*current)
+        view = make_view(dict(zip(KEYS, current)))
+        return _view_updates(view) + [_shown(view)]
 
     def on_preset(title: str, *vals: Any) -> List[Any]:
         name = by_title.get(title)
         preset = panel.presets.get(name or "")
         if preset is None:
-            return [gr.update() for _ in comps] + [gr.update()] + on_change(*vals)
+            return [gr.update() for _ in comps] + [gr.update()] + on_settle(*vals, None)
         current = dict(zip(KEYS, vals))
         kept: Dict[str, Any] = {}
         folder = count_images(current.get(DATASET) or "")
@@ -173,7 +186,7 @@ def _wire(panel: PlannerPanel, by_title: Dict[str, str]) -> None:
         values = preset_values(preset.inputs, kept)
         view = make_view(values)
         note = preset_note(preset, ("images",) if kept else ())
-        return [values[k] for k in KEYS] + [note] + _view_updates(view) + [[values[k] for k in KEYS]]
+        return [values[k] for k in KEYS] + [note] + _view_updates(view) + [_shown(view)]
 
     def settle(event: Any) -> None:
         """After each change lands, redraw if the inputs moved on meanwhile: a dropped event, or an
@@ -188,7 +201,7 @@ def _wire(panel: PlannerPanel, by_title: Dict[str, str]) -> None:
         if key == DATASET:
             settle(comp.input(on_folder, comps, [panel.inputs["images"]] + outputs + [state], **live))
         else:
-            settle(comp.input(on_change, comps, outputs + [state], **live))
+            settle(comp.input(on_change, comps + [state], outputs + [state], **live))
         if isinstance(comp, gr.Textbox):  # leaving the field or Enter always ends on what was typed
             for trigger in (comp.blur, comp.submit):
                 trigger(on_settle, comps + [state], outputs + [state], **live)
