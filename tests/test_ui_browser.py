@@ -214,3 +214,17 @@ def test_screenshot_of_the_planner(page, request):
     DOCS.mkdir(exist_ok=True)
     env = request.node.callspec.params["app_url"]
     page.screenshot(path=str(DOCS / ("planner.png" if env == ".venv" else "planner-gradio3.png")))
+
+
+def test_the_page_asks_nothing_of_the_internet(browser, app_url):
+    """No font CDN, no analytics: the page works on a machine without internet. The only outside
+    address is gradio 4's own template's async iframe-resizer script, which nothing waits for."""
+    outside = []
+    page = browser.new_page()
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(app_url) else None)
+    page.goto(app_url)
+    page.wait_for_selector("#stp_tables tr[data-quantity=weight_updates]")
+    type_into(page, "stp_images", "30")
+    expect(cell(page, "frames")).to_have_text("30 images")
+    page.close()
+    assert [u for u in outside if "iframeResizer" not in u] == []

@@ -158,3 +158,16 @@ def test_the_plan_command_does_not_import_gradio_or_torch():
     code = "import sys, sd_trainplan.cli; print('gradio' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_ui_code_parses_as_python_3_10_and_imports_no_3_11_module():
+    """The WebUI host runs Python 3.10; no 3.10 interpreter can be installed here, so check the syntax
+    (ast with feature_version) and the standard-library modules that are new in 3.11."""
+    import ast
+    from pathlib import Path
+    ui = Path(__file__).resolve().parents[1] / "sd_trainplan" / "ui"
+    for path in sorted(ui.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path), feature_version=(3, 10))
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not names & {"tomllib", "wsgiref.types"}, path
