@@ -25,7 +25,6 @@ class Widget:
     choices: Tuple[str, ...] = ()
     custom: bool = False     # a dropdown that also takes a typed value
     placeholder: str = ""
-    info: str = ""
     width: int = 1           # relative width inside its row
 
     @property
@@ -80,11 +79,6 @@ WIDGETS: Tuple[Tuple[Widget, ...], ...] = (
 
 ALL: Tuple[Widget, ...] = tuple(w for row in WIDGETS for w in row)
 BY_KEY: Dict[str, Widget] = {w.key: w for w in ALL}
-
-
-def help_text(w: Widget) -> str:
-    """The field's own help from the planner's field table (one source for CLI and UI)."""
-    return FIELDS[w.key].help if w.key in FIELDS else "a folder of training images; its images are counted"
 
 
 def widget_value(w: Widget, v: Any) -> Any:

@@ -3,12 +3,13 @@
 `build_planner()` returns a gr.Blocks (what the WebUI's on_ui_tabs hands back as a tab, and
 what the standalone app serves); `build_planner_panel()` builds the same panel inside a
 Blocks the caller has open, and returns its components so other panels can be wired to it.
-The same code runs on gradio 3.41.2 and 4.40.0 (see compat.py for the two differences).
+The same code runs on gradio 3.41.2 and 4.40.0 (compat.py holds the one difference).
 There is no "calculate" button: every input recomputes and redraws the plan at once.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any, Dict, List, Optional, Tuple
 
 import gradio as gr
@@ -16,7 +17,7 @@ import gradio as gr
 from ..plan.presets import Preset, load_presets
 from . import compat
 from .dataset import count_images
-from .fields import ALL, DATASET, SECTIONS, WIDGETS, Widget, help_text, preset_values
+from .fields import ALL, DATASET, SECTIONS, WIDGETS, Widget, preset_values
 from .view import View, apply_note, make_view, preset_note
 
 DEFAULT_PRESET = "dreambooth_advanced"
@@ -64,14 +65,10 @@ def _message(w: Widget, html: str) -> Any:
     return gr.HTML(value=html, elem_id=w.msg_id, elem_classes=["stp-msg-box"], visible=bool(html))
 
 
-def _preset_title(p: Preset) -> str:
-    return p.title
-
-
 def build_planner_panel(preset: Optional[str] = DEFAULT_PRESET) -> PlannerPanel:
     """Build the panel inside the current Blocks (or tab) and wire its events."""
     presets = load_presets()
-    by_title = {_preset_title(p): name for name, p in presets.items()}
+    by_title = {p.title: name for name, p in presets.items()}
     start = presets.get(preset or "")
     values = preset_values(start.inputs) if start else preset_values({})
     view = make_view(values)
@@ -85,7 +82,7 @@ def build_planner_panel(preset: Optional[str] = DEFAULT_PRESET) -> PlannerPanel:
                         " Inversion or LoRA run, with its formula and its source. Change any input: the plan"
                         " updates at once.</p></div>")
             with gr.Column(scale=4, min_width=320):
-                preset_box = gr.Dropdown(choices=list(by_title), value=_preset_title(start) if start else None,
+                preset_box = gr.Dropdown(choices=list(by_title), value=start.title if start else None,
                                          label="Preset", elem_id="stp_preset", interactive=True)
                 note = gr.HTML(preset_note(start), elem_id="stp_preset_note")
         with gr.Row(elem_classes=["stp-main"]):
@@ -106,26 +103,20 @@ def build_planner_panel(preset: Optional[str] = DEFAULT_PRESET) -> PlannerPanel:
 
 
 def _build_inputs(values: Dict[str, Any], view: View, inputs: Dict[str, Any], messages: Dict[str, Any]) -> None:
-    section = None
-    container = None
-    for row in WIDGETS:
-        if row[0].section != section:
-            section = row[0].section
-            if container is not None:
-                container.__exit__(None, None, None)
-                container = None
-            if section == "more":
-                container = gr.Accordion(SECTIONS[section], open=False, elem_id="stp_more")
-                container.__enter__()
-            else:
-                gr.HTML(f'<div class="stp-section-title">{SECTIONS[section]}</div>', elem_classes=["stp-section"])
-        with gr.Row(elem_classes=["stp-row"]):
-            for w in row:
-                with gr.Column(scale=w.width, min_width=110, elem_classes=["stp-cell"]):
-                    inputs[w.key] = _component(w, values[w.key])
-                    messages[w.key] = _message(w, view.messages.get(w.key, ""))
-    if container is not None:
-        container.__exit__(None, None, None)
+    """The form, section by section; the last section (range test, dynamic resolution) starts folded."""
+    for section, rows in groupby(WIDGETS, key=lambda row: row[0].section):
+        if section == "more":
+            box = gr.Accordion(SECTIONS[section], open=False, elem_id="stp_more")
+        else:
+            gr.HTML(f'<div class="stp-section-title">{SECTIONS[section]}</div>', elem_classes=["stp-section"])
+            box = gr.Column(elem_classes=["stp-section-body"])
+        with box:
+            for row in rows:
+                with gr.Row(elem_classes=["stp-row"]):
+                    for w in row:
+                        with gr.Column(scale=w.width, min_width=110, elem_classes=["stp-cell"]):
+                            inputs[w.key] = _component(w, values[w.key])
+                            messages[w.key] = _message(w, view.messages.get(w.key, ""))
 
 
 def _outputs(panel: PlannerPanel) -> List[Any]:

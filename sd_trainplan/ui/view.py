@@ -53,8 +53,9 @@ def make_view(values: Mapping[str, Any], from_folder: bool = False) -> View:
     notes[DATASET].append(_folder_note(folder))
 
     result = plan_from_raw(raw_inputs(values))
-    for e in result.errors:
-        notes[e.field if e.field in notes else "method"].append(msg("error", e.message))
+    for e in result.errors:  # every error is also listed in the status line above the figures
+        if e.field in notes:
+            notes[e.field].append(msg("error", e.message))
     for w in result.warnings:
         if w.field in notes:
             notes[w.field].append(msg("warning", w.message))
