@@ -5,7 +5,7 @@ Textbox/Dropdown/Radio/Checkbox/HTML/Button, `.input`/`.click`, `gr.update(...)`
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Callable, Dict, List
 
 import gradio as gr
 
@@ -24,14 +24,27 @@ def live_event() -> Dict[str, Any]:
     No queue (a plain request, the quickest round trip), no progress overlay (the tables would
     flicker on every keystroke), not in the API page. gradio 4 drops an event fired while the
     same event is pending unless trigger_mode is "always_last"; gradio 3.41 has no such option
-    and always drops it. Requests of different fields may also finish out of order. The panel
-    therefore follows every change with a `.then` step that recomputes when the inputs moved on
-    (see planner_panel._wire), which makes the page end on what was typed, on both versions.
+    and always drops it, and requests of different fields may finish out of order. See `on_each`
+    and planner_panel._wire's settle step: the page always ends on what was typed.
     """
     kw: Dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_name": False}
     if GRADIO_MAJOR >= 4:
         kw["trigger_mode"] = "always_last"
     return kw
+
+
+def on_each(triggers: List[Any], fn: Callable, inputs: List[Any], outputs: List[Any]) -> List[Any]:
+    """One handler for many triggers, e.g. the `.input` of every field.
+
+    gradio 4: one dependency for all of them (`gr.on`), so with "always_last" a change made while
+    another is computing is sent after it, in order: nothing is dropped or overtaken.
+    gradio 3.41: one dependency per trigger (it has no gr.on); the caller adds a settle step.
+    Returns the events that still need a settle step.
+    """
+    if GRADIO_MAJOR >= 4:
+        gr.on(triggers=triggers, fn=fn, inputs=inputs, outputs=outputs, **live_event())
+        return []
+    return [t(fn, inputs, outputs, **live_event()) for t in triggers]
 
 
 def theme() -> Any:

@@ -188,16 +188,18 @@ def _wire(panel: PlannerPanel, by_title: Dict[str, str]) -> None:
         if compat.GRADIO_MAJOR < 4:
             event.then(on_settle, comps + [state], outputs + [state], **live)
 
-    for key, comp in panel.inputs.items():
-        if key == DATASET:
-            settle(comp.input(on_folder, comps, [panel.inputs["images"]] + outputs + [state], **live))
-        else:
-            settle(comp.input(on_change, comps + [state], outputs + [state], **live))
-        if isinstance(comp, gr.Textbox):  # leaving the field or Enter always ends on what was typed
-            for trigger in (comp.blur, comp.submit):
-                trigger(on_settle, comps + [state], outputs + [state], **live)
+    fields = [c for k, c in panel.inputs.items() if k != DATASET]
+    for event in compat.on_each([c.input for c in fields], on_change, comps + [state], outputs + [state]):
+        settle(event)
+    folder = panel.inputs[DATASET]
+    settle(folder.input(on_folder, comps, [panel.inputs["images"]] + outputs + [state], **live))
     settle(panel.preset.input(on_preset, [panel.preset] + comps, comps + [panel.preset_note] + outputs + [state],
                               **live))
+    if compat.GRADIO_MAJOR < 4:  # leaving a field, or Enter, always ends on what was typed
+        for comp in panel.inputs.values():
+            if isinstance(comp, gr.Textbox):
+                for trigger in (comp.blur, comp.submit):
+                    trigger(on_settle, comps + [state], outputs + [state], **live)
 
     def on_apply(*vals: Any) -> Any:
         view = make_view(dict(zip(KEYS, vals)))
