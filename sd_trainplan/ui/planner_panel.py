@@ -8,6 +8,7 @@ There is no "calculate" button: every input recomputes and redraws the plan at o
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Dict, List, Optional, Tuple
@@ -109,7 +110,7 @@ def _build_inputs(values: Dict[str, Any], view: View, inputs: Dict[str, Any], me
             box = gr.Accordion(SECTIONS[section], open=False, elem_id="stp_more")
         else:
             gr.HTML(f'<div class="stp-section-title">{SECTIONS[section]}</div>', elem_classes=["stp-section"])
-            box = gr.Column(elem_classes=["stp-section-body"])
+            box = nullcontext()
         with box:
             for row in rows:
                 with gr.Row(elem_classes=["stp-row"]):
