@@ -6,20 +6,26 @@
 #   .venv-torch/  torch + torchvision (pip --target), about 2 minutes from this machine's disk
 #   .venv/        standalone app and trainer, pinned like Forge (gradio 4.40, diffusers 0.31)
 #   .venv-a1111/  pinned like AUTOMATIC1111 1.10 (gradio 3.41.2, transformers 4.30.2, ldm)
+#   /usr/bin/chromium  Debian's Chromium, for the browser tests (Playwright drives it; never a downloaded browser)
 PY ?= python3
 TORCH := .venv-torch
 VENV := .venv
 A1111 := .venv-a1111
 PIPQ := -m pip -q --disable-pip-version-check
+CHROMIUM := /usr/bin/chromium
+PORT ?= 7865
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+export GRADIO_ANALYTICS_ENABLED := False
 SITE = $(shell $(PY) -c 'import sys; print(f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")')
 
-.PHONY: run test test-fast envs bench-plan clean
+.PHONY: run test test-fast envs bench-plan bench-ui clean
 
+# The Train Planner page on http://127.0.0.1:$(PORT) (gradio 4.40, the standalone app).
 run: $(VENV)/.ok-app
-	$(VENV)/bin/python -m sd_trainplan plan --preset dreambooth_advanced
+	$(VENV)/bin/python -m sd_trainplan ui --port $(PORT)
 
 # tests/webui runs in the environment pinned like the WebUI (the real ldm code, no diffusers).
-test: $(VENV)/.ok-test $(A1111)/.ok
+test: $(VENV)/.ok-test $(A1111)/.ok $(CHROMIUM)
 	$(VENV)/bin/python -m pytest tests --ignore=tests/webui
 	$(A1111)/bin/python -m pytest tests/webui
 
@@ -27,6 +33,14 @@ envs: $(VENV)/.ok-test $(A1111)/.ok
 
 bench-plan: $(VENV)/.ok-app
 	$(VENV)/bin/python bench/plan_speed.py
+
+bench-ui: $(VENV)/.ok-test $(A1111)/.ok $(CHROMIUM)
+	$(VENV)/bin/python bench/ui_latency.py
+
+# Installed only when missing (CI runs as root on a fresh Debian machine; sudo otherwise).
+$(CHROMIUM):
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 $(TORCH)/.ok: requirements/torch.txt
 	rm -rf $(TORCH)

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 from .plan import FIELDS, plan_from_raw
 from .plan.presets import PresetError, get_preset, load_presets
 from .plan.render import render_text
+from .ui.app import DEFAULT_PORT  # no gradio import: the ui package loads it lazily
 
 EXIT_BAD_INPUT = 2
 
@@ -59,6 +60,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Serve the Train Planner page on 127.0.0.1; gradio is imported only here."""
+    from .ui.app import serve
+    serve(port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sd_trainplan",
                                      description="Plan and run Stable Diffusion fine-tunes.")
@@ -69,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
     from .train_cli import register as register_train  # flags only: torch is imported when it runs
     register_train(sub)
+    u = sub.add_parser("ui", help="open the Train Planner page (gradio) on 127.0.0.1")
+    u.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to serve on (default {DEFAULT_PORT})")
+    u.set_defaults(func=cmd_ui)
     return parser
 
 

@@ -6,9 +6,13 @@ vocabulary comes from an installed PyPI package.
 import hashlib
 import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ui_harness import ENVS, env_python, have_chromium, launch_browser, open_planner, running_app  # noqa: E402
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models: one thread each, here and in subprocesses
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -92,3 +96,33 @@ def tensor_hashes(*modules):
             out[f"{i}.{name}"] = hashlib.sha256(t.detach().cpu().contiguous().view(-1).view(_torch().uint8).numpy()
                                                 .tobytes()).hexdigest()
     return out
+
+
+# --- the browser tests: the real app served from each gradio environment, one headless Chromium ---
+
+def _missing(what: str) -> None:
+    pytest.fail(f"{what}: `make test` provides it")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not have_chromium():
+        _missing("no /usr/bin/chromium")
+    with launch_browser() as b:
+        yield b
+
+
+@pytest.fixture(scope="session", params=list(ENVS), ids=["gradio4", "gradio3"])
+def app_url(request):
+    env = request.param
+    if not env_python(env).exists():
+        _missing(f"no {env} environment ({ENVS[env]})")
+    with running_app(env) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser, app_url):
+    p = open_planner(browser, app_url)
+    yield p
+    p.close()

@@ -20,7 +20,6 @@ from safetensors.torch import load_file, save_file
 
 from sd_trainplan.models.adapter import add_noise, target_for
 from sd_trainplan.models.diffusers_adapter import DiffusersAdapter
-from sd_trainplan.models.ldm_names import diffusers_to_ldm_state
 from sd_trainplan.models.tiny_diffusers import save_tiny_folder
 
 

@@ -1,0 +1,43 @@
+"""The standalone app: `python -m sd_trainplan ui [--port N]`, served on 127.0.0.1.
+
+Nothing is fetched at run time: gradio's analytics and version check are off, the theme uses
+the browser's own fonts, and the page's styles come from the repository's style.css (the
+same file the WebUI injects when the extension is installed there).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+STYLE = Path(__file__).resolve().parents[2] / "style.css"
+DEFAULT_PORT = 7865
+HOST = "127.0.0.1"
+
+
+def offline_environment() -> None:
+    """Call before gradio is imported: no analytics, no version check, loopback never proxied."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    for var in ("NO_PROXY", "no_proxy"):
+        hosts = [h for h in os.environ.get(var, "").split(",") if h]
+        os.environ[var] = ",".join(hosts + [h for h in ("127.0.0.1", "localhost") if h not in hosts])
+
+
+def read_css() -> Optional[str]:
+    try:
+        return STYLE.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def build_app():
+    offline_environment()
+    from . import compat
+    from .planner_panel import build_planner
+    return build_planner(css=read_css(), theme=compat.theme(), title="Train Planner · sd_trainplan")
+
+
+def serve(port: int = DEFAULT_PORT, host: str = HOST) -> None:
+    app = build_app()
+    print(f"Train Planner: http://{host}:{port}  (Ctrl+C stops it)", flush=True)
+    app.launch(server_name=host, server_port=port, show_api=False, inbrowser=False, quiet=True)
