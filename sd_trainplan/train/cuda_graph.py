@@ -122,6 +122,10 @@ class GraphedUpdate:
         self.running.copy_(before)
         if not self.capture:
             return _Eager(lambda: self._update(bucket, static)), static
+        # the warm-up's blocks sit in the side stream's cache: give them back so that the graph's
+        # own pool is the only copy of this memory (else the peak counts it twice)
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
             self._update(bucket, static)

@@ -30,8 +30,9 @@ class LoRA(nn.Module):
         self.scale = self.alpha / rank
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = self.down.weight.dtype
-        return self.up(self.down(x.to(dtype))) * self.scale
+        if not torch.is_autocast_enabled() and x.dtype != self.down.weight.dtype:
+            x = x.to(self.down.weight.dtype)  # without autocast (CPU fp32 runs) the dtypes must agree
+        return self.up(self.down(x)) * self.scale
 
 
 class LoRASet(nn.Module):
