@@ -21,6 +21,7 @@ class ModelLoadError(ValueError):
 
 class DiffusersAdapter:
     family = "diffusers"
+    encodes_ids = True  # token ids -> conditioning entirely on the device (see encode_ids)
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, device="cpu",
                  dtype=torch.float32, source: str = "", base_resolution: Optional[int] = None):

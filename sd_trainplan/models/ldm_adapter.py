@@ -49,6 +49,12 @@ class LdmAdapter:
         self.latent_scale = 2 ** (model.first_stage_model.encoder.num_resolutions - 1)
         self.base_resolution = int(model.image_size) * self.latent_scale
         self._checkpointed: List[nn.Module] = []
+        self.sdpa_modules = _use_sdpa_attention(self.unet())
+        clip = self._clip()
+        # token ids -> conditioning on the device (capturable) only for ldm's own FrozenCLIPEmbedder:
+        # the WebUI's hijacked CLIP splices embeddings and prompt weights in Python
+        self.encodes_ids = clip is self.model.cond_stage_model and type(clip).__name__ == "FrozenCLIPEmbedder" \
+            and getattr(clip, "layer", "last") == "last"
 
     # --- the parts ------------------------------------------------------------------------------
     def _clip(self) -> nn.Module:
@@ -85,6 +91,14 @@ class LdmAdapter:
 
     def encode_prompts(self, prompts: List[str]) -> torch.Tensor:
         return self.model.cond_stage_model(list(prompts))
+
+    def tokenize(self, prompts: List[str]) -> torch.Tensor:
+        """As FrozenCLIPEmbedder.forward tokenizes (padded to 77); with encode_ids it gives the same."""
+        return self.tokenizer(list(prompts), truncation=True, max_length=77, padding="max_length",
+                              return_tensors="pt").input_ids.to(self.device)
+
+    def encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.text_encoder()(input_ids=ids).last_hidden_state
 
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.model.apply_model(noisy, t, cond)
@@ -176,3 +190,27 @@ def _recomputed(fn):
     def forward(*args, **kwargs):  # SpatialTransformer calls its blocks with context=...
         return checkpoint(fn, *args, use_reentrant=False, **kwargs)
     return forward
+
+
+def _use_sdpa_attention(unet: nn.Module) -> int:
+    """ldm's attention as shipped materialises the whole attention matrix in fp32 (the WebUI's own
+    Train tab runs it that way unless told otherwise). Where a block still has that stock forward,
+    give the instance torch's scaled_dot_product_attention instead: the same function, a fraction
+    of the time and memory. A forward the WebUI already replaced (its sdp/xformers optimisations)
+    is left alone. Returns how many blocks were switched."""
+    n = 0
+    for m in unet.modules():
+        if type(m).__name__ == "CrossAttention" and type(m).forward.__module__ == "ldm.modules.attention":
+            m.forward = _sdpa_forward.__get__(m)
+            n += 1
+    return n
+
+
+def _sdpa_forward(self, x, context=None, mask=None):
+    h = self.heads
+    context = x if context is None else context
+    q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)
+    b, n, _ = q.shape
+    q, k, v = (t.reshape(b, -1, h, t.shape[-1] // h).transpose(1, 2) for t in (q, k, v))
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    return self.to_out(out.transpose(1, 2).reshape(b, n, -1))

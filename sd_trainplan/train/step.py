@@ -32,7 +32,7 @@ class StepMath:
         self.dtype = next(adapter.unet().parameters()).dtype
         self.device = adapter.device
         # prompts as token ids on the device (capturable) when the adapter can encode ids
-        self.use_ids = not prompts.cacheable and hasattr(adapter, "encode_ids")
+        self.use_ids = not prompts.cacheable and getattr(adapter, "encodes_ids", False)
 
     def micro(self, u: int, m: int) -> MicroBatch:
         sl = self.order.micro(u, m, self.procs.rank, self.cfg.batch_size, self.procs.world)
