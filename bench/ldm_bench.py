@@ -76,7 +76,9 @@ def build_ldm(tiny: bool, root: Path, device):
                            "params": {"version": str(clip_l_folder(root)), "device": str(device)}})}
     torch.manual_seed(0)
     model = instantiate_from_config(OmegaConf.create(cfg))
-    return model.half().to(device).eval()
+    model = model.half().to(device).eval()
+    model.logvar = model.logvar.to(device)  # a plain tensor attribute, not a buffer; the WebUI moves it too
+    return model
 
 
 def webui_ti(model, bs: int, res: int, device, steps: int, warm: int = 5) -> dict:
@@ -169,6 +171,8 @@ def main() -> None:
                         ours_ldm(model, method, bs, res, device, a.steps, data)
                     del model
                 except Exception as e:  # keep the other rows
+                    import traceback
+                    traceback.print_exc()
                     r = dict(impl=impl, error=f"{type(e).__name__}: {e}"[:400])
                 r.update(method={"ti": "ti", "lora": "lora", "db": "dreambooth"}[method], bs=bs,
                          estimated_gib=estimate_gib(method if method != "db" else "dreambooth", bs, res, impl))

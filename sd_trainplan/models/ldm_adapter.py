@@ -12,6 +12,9 @@ Host path: runs on the WebUI's Python 3.10 and torch 2.1; imports nothing from t
 """
 from __future__ import annotations
 
+import contextlib
+import math
+
 from typing import Dict, List, Tuple
 
 import torch
@@ -181,6 +184,20 @@ class LdmAdapter:
                 m.forward = _recomputed(m._forward)
                 self._checkpointed.append(m)
 
+    @contextlib.contextmanager
+    def capture_context(self):
+        """While a CUDA graph is recorded: ldm's timestep_embedding builds its frequency table on
+        the CPU and copies it over, which a capture cannot contain. An equal function that builds
+        it on the timesteps' device stands in for the recording only; the recorded kernels then
+        hold no reference to either function, and the original is back at once."""
+        import ldm.modules.diffusionmodules.openaimodel as oam
+        original = oam.timestep_embedding
+        oam.timestep_embedding = _timestep_embedding_on_device
+        try:
+            yield
+        finally:
+            oam.timestep_embedding = original
+
     def describe(self) -> str:
         n = sum(p.numel() for p in self.unet().parameters()) / 1e6
         return f"ldm model ({self.source}; UNet {n:.1f}M params, {self.prediction_type})"
@@ -214,3 +231,16 @@ def _sdpa_forward(self, x, context=None, mask=None):
     q, k, v = (t.reshape(b, -1, h, t.shape[-1] // h).transpose(1, 2) for t in (q, k, v))
     out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+
+
+def _timestep_embedding_on_device(timesteps, dim, max_period=10000, repeat_only=False):
+    """ldm.modules.diffusionmodules.util.timestep_embedding, with the table made on the device."""
+    if repeat_only:
+        return timesteps[:, None].expand(-1, dim)
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(0, half, dtype=torch.float32, device=timesteps.device) / half)
+    args = timesteps[:, None].float() * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb

@@ -69,6 +69,16 @@ class GraphedUpdate:
                 st["step"] = (st["step"] if torch.is_tensor(st["step"]) else torch.tensor(float(st["step"]))) \
                     .to(dev, torch.float32)
 
+    def release(self) -> None:
+        """Back to eager mode after a failed recording: plain LRs, no half-made gradients."""
+        self.graphs.clear()
+        self.opt.zero_grad(set_to_none=True)
+        for g in self.opt.param_groups:
+            if torch.is_tensor(g["lr"]):
+                g["lr"] = float(g["lr"])
+        if self.capture:
+            torch.cuda.synchronize()
+
     def set_lr(self, lr: float) -> None:
         for g in self.opt.param_groups:
             if torch.is_tensor(g["lr"]):
@@ -111,6 +121,8 @@ class GraphedUpdate:
         static = [[t.to(self.step.device, copy=True) if t is not None else None for t in m] for m in fresh]
         before = self.running.clone()
         if self.capture:
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()  # cached blocks of the main stream are no use to the side stream
             s = torch.cuda.Stream()
             s.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(s):
@@ -127,9 +139,15 @@ class GraphedUpdate:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
-            self._update(bucket, static)
+        with getattr(self.step.adapter, "capture_context", _nothing)():
+            with torch.cuda.graph(graph, pool=self.pool):
+                self._update(bucket, static)
         return graph, static
+
+
+def _nothing():
+    import contextlib
+    return contextlib.nullcontext()
 
 
 class _Eager:

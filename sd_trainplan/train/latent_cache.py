@@ -23,8 +23,10 @@ class BucketLatents:
     flip_std: Optional[torch.Tensor] = None
 
 
-def encode_items(adapter, items: Sequence[ImageItem], with_flip: bool, batch: int = 8,
+def encode_items(adapter, items: Sequence[ImageItem], with_flip: bool, batch: int = 0,
                  progress: Optional[Callable[[int, int], None]] = None) -> Dict[Bucket, BucketLatents]:
+    """Batches of `batch` images (default: 4 at 256 px and below, 1 above, so the VAE's
+    activations never outgrow what training itself needs)."""
     by_bucket: Dict[Bucket, List[int]] = {}
     for i, it in enumerate(items):
         by_bucket.setdefault(it.bucket, []).append(i)
@@ -32,8 +34,9 @@ def encode_items(adapter, items: Sequence[ImageItem], with_flip: bool, batch: in
     done = 0
     for bucket, idx in sorted(by_bucket.items()):
         means, stds, fmeans, fstds = [], [], [], []
-        for start in range(0, len(idx), batch):
-            chunk = idx[start:start + batch]
+        batch_b = batch or (4 if bucket[0] * bucket[1] <= 256 * 256 else 1)
+        for start in range(0, len(idx), batch_b):
+            chunk = idx[start:start + batch_b]
             pixels = torch.stack([load_pixels(items[i].path, bucket) for i in chunk]).to(adapter.device)
             m, s = adapter.encode_images(pixels)
             means.append(m)
@@ -47,4 +50,6 @@ def encode_items(adapter, items: Sequence[ImageItem], with_flip: bool, batch: in
                 progress(done, len(items))
         out[bucket] = BucketLatents(idx, torch.cat(means), torch.cat(stds),
                                     torch.cat(fmeans) if with_flip else None, torch.cat(fstds) if with_flip else None)
+    if adapter.device.type == "cuda":
+        torch.cuda.empty_cache()  # the VAE's activations are not needed again
     return out

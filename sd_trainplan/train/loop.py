@@ -191,10 +191,17 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     for u in range(start, cfg.steps):
         lr = lr_at(schedule, u)
         measure = noise is not None and (u + 1) % cfg.log_every == 0
-        if graphed is not None and not measure:  # the fast path: replay the recorded update
+        fast = graphed is not None and not measure
+        if fast:  # the fast path: replay the recorded update
             graphed.set_lr(lr)
-            graphed.run(u)
-        else:
+            try:
+                graphed.run(u)
+            except RuntimeError as e:  # recording failed: finish the run eagerly, from this update
+                graphed.release()
+                graphed, fast = None, False
+                emit("prepare", step=u, message=f"CUDA graphs off: recording failed ({str(e)[:160]}); training"
+                     " eagerly")
+        if not fast:
             set_lr(opt, lr) if graphed is None else graphed.set_lr(lr)
             probe = GradProbe(trainable, cfg.grad_accum) if measure else None
             for m in range(cfg.grad_accum):

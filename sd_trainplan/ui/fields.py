@@ -74,7 +74,9 @@ WIDGETS: Tuple[Tuple[Widget, ...], ...] = (
      Widget("sweep_max_lr", "stp_sweep_max_lr", "Range test max LR", "text", "more", placeholder="e.g. 1.5e-6")),
     (Widget("bounds_steps", "stp_bounds_steps", "Bounds at steps LO,HI", "text", "more", placeholder="e.g. 50,300"),
      Widget("lr_bounds", "stp_lr_bounds", "Measured LR bounds LO,HI", "text", "more",
-            placeholder="e.g. 2e-7,1.1e-6")),
+            placeholder="e.g. 2e-7,1.1e-6"),
+     Widget("noise_scale", "stp_noise_scale", "Measured noise scale B_simple", "text", "more",
+            placeholder="from metrics.jsonl")),
 )
 
 ALL: Tuple[Widget, ...] = tuple(w for row in WIDGETS for w in row)
