@@ -120,3 +120,16 @@ def test_min_snr_and_noise_offset_change_the_loss(shapes_dir, tmp_path):
         losses.append([e.loss for e in events if e.kind == "step" and e.loss is not None])
     assert losses[0] != losses[1] and losses[0] != losses[2]
     assert all(math.isfinite(x) for run in losses for x in run)
+
+
+def test_lora_scope_attention_by_default():
+    from sd_trainplan.models.diffusers_adapter import load_diffusers
+    from sd_trainplan.train.methods import scoped
+    every = load_diffusers("tiny").lora_targets(text_encoder=True, conv=True)
+    attention = scoped(every, "attention", conv=False)
+    unet = [n for n in attention if n.startswith("lora_unet_")]
+    assert unet and all(n.rsplit("_attn", 1)[1][1:] in ("_to_q", "_to_k", "_to_v", "_to_out_0") for n in unet)
+    assert any(n.startswith("lora_te_") for n in attention)  # the text encoder's layers are kept
+    assert any(n.endswith("ff_net_2") for n in every) and not any(n.endswith("ff_net_2") for n in attention)
+    assert scoped(every, "transformer", conv=True) == every
+    assert TrainConfig().lora_scope == "attention"

@@ -122,8 +122,11 @@ class DiffusersAdapter:
         return folder
 
     def set_gradient_checkpointing(self, on: bool) -> None:
+        """diffusers recomputes only in training mode, so a frozen UNet (LoRA, TI) is put in it:
+        it has no dropout or batch statistics, so the mode changes nothing else."""
         if on:
             self._unet.enable_gradient_checkpointing()
+            self._unet.train()
         else:
             self._unet.disable_gradient_checkpointing()
 

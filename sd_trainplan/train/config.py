@@ -52,6 +52,7 @@ class TrainConfig:
     rank: int = 4                       # LoRA
     alpha: float = 4.0
     lora_conv: bool = False
+    lora_scope: str = "attention"       # attention (q, k, v, out) | transformer (every linear there, kohya's default)
     # length, batch, LR
     steps: int = 100                    # weight updates
     batch_size: int = 1
@@ -187,6 +188,7 @@ def check_config(c: TrainConfig) -> List[str]:
     need(bool(c.name.strip()) and "/" not in c.name and "\\" not in c.name, "name",
          f"must be a plain file name (got {c.name!r})")
     need(c.export_format in ("safetensors", "pt"), "export_format", "must be safetensors or pt")
+    need(c.lora_scope in ("attention", "transformer"), "lora_scope", "must be attention or transformer")
     need(c.export_format == "safetensors" or c.method == "ti", "export_format",
          "pt (the WebUI's embedding layout) is for Textual Inversion only")
     if c.method == "ti":

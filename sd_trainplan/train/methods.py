@@ -6,6 +6,7 @@ exposes the same few calls to the loop.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Dict, List
 
@@ -113,7 +114,7 @@ class LoRAMethod:
     def __init__(self, adapter, cfg: TrainConfig):
         self.adapter, self.cfg = adapter, cfg
         self.fresh_text = cfg.train_text_encoder  # conditioning must be recomputed each step
-        targets = adapter.lora_targets(cfg.train_text_encoder, cfg.lora_conv)
+        targets = scoped(adapter.lora_targets(cfg.train_text_encoder, cfg.lora_conv), cfg.lora_scope, cfg.lora_conv)
         if not targets:
             raise ValueError("method: the model has no layers LoRA can attach to")
         self.set = LoRASet(targets, cfg.rank, cfg.alpha, adapter.device, cfg.seed)
@@ -144,6 +145,20 @@ class LoRAMethod:
 
     def close(self) -> None:
         self.set.detach()
+
+
+ATTENTION = re.compile(r"_attn[12]_to_(q|k|v|out_0)$")
+
+
+def scoped(targets: Dict[str, nn.Module], scope: str, conv: bool) -> Dict[str, nn.Module]:
+    """'attention': the UNet's attention projections (q, k, v, out), as the diffusers examples and
+    most guides train; 'transformer': every linear of the transformer blocks (kohya's default).
+    3x3 convs (lora_conv) and the text encoder's layers are kept either way."""
+    if scope == "transformer":
+        return targets
+    return {n: m for n, m in targets.items()
+            if not n.startswith("lora_unet_") or ATTENTION.search(n)
+            or (conv and isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))}
 
 
 METHODS = {"dreambooth": Dreambooth, "ti": TextualInversion, "lora": LoRAMethod}
