@@ -85,7 +85,7 @@ def webui_ti(model, bs: int, res: int, device, steps: int, warm: int = 5) -> dic
     """The WebUI Train tab's Textual Inversion step, on the model as loaded (attention as shipped)."""
     from step_bench import peak_alloc_gib, peak_gib, reset_memory, sync
     from sd_trainplan.models.token_splice import splice_token
-    reset_memory(device)
+    reset_memory(device)  # the model is already built (and loaded in fp16, as the WebUI holds it)
     clip = model.cond_stage_model
     tv = splice_token(clip.tokenizer, clip.transformer, "zwx", 1, "person")
     opt = torch.optim.AdamW([tv.vectors], lr=5e-3, weight_decay=0.0)
