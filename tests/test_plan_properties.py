@@ -122,6 +122,7 @@ INVALID = {
     "lr_bounds": st.one_of(st.just("1e-6,1e-7"), st.just("0,1")),
     "weight_scale": st.just(0),
     "noise_scale": st.one_of(st.just(-3), st.just("big")),
+    "vram_gb": st.one_of(st.just(0), st.just("lots"), st.just(1e6)),
     "train_text_encoder": st.just("maybe"),
 }
 

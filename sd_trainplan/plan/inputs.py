@@ -53,6 +53,7 @@ class PlanInputs:
     weights: str = "mixed"
     weight_scale: Optional[float] = None   # None: 0.03 (UNet, LoRA) or 0.015 (TI vectors)
     noise_scale: Optional[float] = None    # measured B_simple from a run with accumulation
+    vram_gb: Optional[float] = None        # the GPU's memory, for "does it fit"
 
     def to_json(self) -> dict:
         out = {}
@@ -120,6 +121,8 @@ FIELDS: Dict[str, Field] = {f.name: f for f in [
     Field("weights", "choice", "how trained weights are stored: mixed (fp32 masters), bf16, fp16, fp32",
           choices=WEIGHTS),
     Field("weight_scale", "float", "typical weight magnitude |w| for the precision floor", above=0, maximum=100),
+    Field("vram_gb", "float", "your GPU's memory in GB, to check the plan fits (e.g. 12, 24)", minimum=1,
+          maximum=1024),
     Field("noise_scale", "float", "measured gradient noise scale B_simple (metrics.jsonl of a run with GA > 1)",
           above=0, maximum=10**9),
 ]}

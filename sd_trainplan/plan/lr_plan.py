@@ -146,3 +146,22 @@ def sweep_figures(s: Sheet, p: PlanInputs) -> None:
           f"triangular between {fmt(lo)} and {fmt(hi)}, half-cycle = 4 x updates per epoch = "
           f"{size if size else 'needs images'} (Smith 2017: 2-10 epochs' worth)", "cyclical schedule between the bounds",
           "Smith 2017, Cyclical Learning Rates (via seed 004)")
+
+
+def memory_figures(s: Sheet, p: PlanInputs) -> None:
+    """GPU memory of the plan on our trainer, and whether (and how) it fits the user's card."""
+    from .memory import estimate, fit_advice
+    s.section("memory", "bench/step_bench.py measurements, H100, 2026-11-22 (docs/PERFORMANCE.md)")
+    arch = {768: "sd2", 1024: "sdxl"}.get(p.base_resolution, "sd1")
+    est = estimate(p.method, p.batch_size, p.resolution, arch, train_text_encoder=p.train_text_encoder)
+    s.put("vram_estimate", round(est.total_gib, 2), "GiB", f"{est.text()} ({arch.upper()}, BS {p.batch_size},"
+          f" {p.resolution} px, AdamW, bf16; per GPU)", "GPU memory (estimate)")
+    if p.vram_gb is None:
+        s.missing("vram_fit", "", "vram_gb (your GPU's memory)", "fits on your GPU")
+        return
+    fits, text, settings = fit_advice(p.method, p.batch_size, p.grad_accum, p.resolution, p.vram_gb, arch,
+                                      p.train_text_encoder)
+    s.put("vram_fit", text, "", "tries, in order: smaller BS with more GA (same effective batch), gradient"
+          " checkpointing, 8-bit AdamW", "fits on your GPU")
+    if not fits:
+        s.warn("batch_size", text)

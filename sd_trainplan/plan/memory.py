@@ -1,10 +1,12 @@
 """GPU memory of a training run, estimated from its parts, and the setting that makes it fit.
 
-peak = weights (frozen in bf16, trained in fp32) + gradients (fp32, trained) + optimizer states
-     + activations (per image, scaled by pixel count, cut by gradient checkpointing) + a fixed
-       overhead (allocator slack, cuBLAS/cuDNN workspaces, cached latents and text).
-The per-image activation figures and the overhead are fitted to bench/step_bench.py's
-measurements (docs/PERFORMANCE.md); the parameter counts are the architectures' own.
+peak = weights (frozen in bf16/fp16, trained in fp32) + gradients (fp32) + optimizer states
+     + the larger of: AdamW's foreach temporaries (the recipe), or
+       per-image activations x batch x (RES/RES_B)^2 + an offset.
+The per-image activations and the offsets are fitted to bench/step_bench.py and
+bench/ldm_bench.py on an H100 at 512 px (2026-11-22; docs/PERFORMANCE.md): every measured row
+is within 15%. Scaling with resolution as pixel count is an assumption (SDPA attention is
+linear in memory); other GPUs differ by their allocator and kernels, not by much.
 """
 from __future__ import annotations
 
@@ -16,12 +18,16 @@ GIB = 2 ** 30
 PARAMS = {"sd1": (859.52e6, 123.06e6, 83.65e6), "sd2": (865.91e6, 340.39e6, 83.65e6),
           "sdxl": (2567.5e6, 817.0e6, 83.65e6)}
 BASE_RES = {"sd1": 512, "sd2": 768, "sdxl": 1024}
-# Activation memory per image at the base resolution, GiB (bf16 autocast, SDPA attention).
-ACT_PER_IMAGE = {"dreambooth": 1.18, "lora": 1.09, "ti": 1.09}
-CHECKPOINTING_KEEPS = 0.30   # share of activation memory gradient checkpointing keeps
-OVERHEAD_GIB = 0.6
-LORA_PARAMS_PER_RANK = 0.8e6  # rank-1 LoRA on SD1.5's transformer blocks (attention, proj, ff), ~
 OPT_BYTES = {"adamw": 8, "adamw8bit": 2}
+LORA_PARAMS_PER_RANK = 0.2e6  # rank-1 LoRA on SD1.5's attention projections, about
+# (GiB per image, offset GiB) measured at 512 px, bf16 autocast. "ours" runs SDPA attention and
+# CUDA graphs; checkpointing recomputes blocks; "webui" is the ldm model's attention as shipped.
+ACTIVATIONS = {
+    ("dreambooth", "ours"): (1.187, -1.25), ("dreambooth", "checkpointing"): (0.133, 1.00),
+    ("lora", "ours"): (1.04, 0.62), ("lora", "checkpointing"): (0.207, 0.28), ("lora", "recipe"): (1.09, 0.64),
+    ("ti", "ours"): (0.96, 0.82), ("ti", "checkpointing"): (0.223, 0.25), ("ti", "recipe"): (0.98, 0.61),
+    ("ti", "ldm_ours"): (0.92, 1.77), ("lora", "ldm_ours"): (1.00, 1.89), ("ti", "ldm_webui"): (6.49, 1.67),
+}
 
 
 @dataclass(frozen=True)
@@ -34,29 +40,31 @@ class MemoryEstimate:
 
 
 def estimate(method: str, batch_size: int, resolution: int, arch: str = "sd1", optimizer: str = "adamw",
-             checkpointing: bool = False, train_text_encoder: bool = False, rank: int = 4,
-             vectors: int = 1, recipe: bool = False) -> MemoryEstimate:
-    """`recipe=True`: the diffusers example scripts' way (VAE and text encoder kept for every
-    step, foreach AdamW's temporary copies, the whole embedding table trained for TI)."""
+             checkpointing: bool = False, train_text_encoder: bool = False, rank: int = 4, vectors: int = 1,
+             impl: str = "ours") -> MemoryEstimate:
+    """impl: ours | recipe (the diffusers example scripts) | ldm_ours | ldm_webui (the WebUI's model)."""
     unet, te, vae = PARAMS[arch]
+    recipe = impl == "recipe"
     if method == "dreambooth":
-        trained = unet + (te if train_text_encoder else 0)
-        frozen = vae + (0 if train_text_encoder else te)
+        trained, frozen = unet + (te if train_text_encoder else 0), vae + (0 if train_text_encoder else te)
     elif method == "lora":
-        trained = LORA_PARAMS_PER_RANK * rank * (1.2 if train_text_encoder else 1.0)
-        frozen = unet + te + vae
+        trained, frozen = LORA_PARAMS_PER_RANK * rank * (1.5 if train_text_encoder else 1.0), unet + te + vae
+    elif recipe:  # the diffusers TI example trains the whole embedding table, the text encoder in fp32
+        trained, frozen = 49408 * 768.0, unet + vae + te * 2
     else:
-        trained = 49408 * 768 if recipe else vectors * 768
-        frozen = unet + te + vae
+        trained, frozen = vectors * 768.0, unet + te + vae
     weights = (frozen * 2 + trained * 4) / GIB
     grads = trained * 4 / GIB
     opt = trained * OPT_BYTES[optimizer] / GIB
-    temp = trained * 4 / GIB if recipe else 0.0  # foreach AdamW's intermediate copies
-    act = batch_size * ACT_PER_IMAGE[method] * (resolution / BASE_RES[arch]) ** 2
-    if checkpointing:
-        act *= CHECKPOINTING_KEEPS
-    parts = {"weights": weights, "gradients": grads, "optimizer": opt + temp, "activations": act,
-             "overhead": OVERHEAD_GIB}
+    key = "checkpointing" if checkpointing else impl
+    per_img, offset = ACTIVATIONS.get((method, key)) or ACTIVATIONS[(method, "ours")]
+    act = max(0.0, batch_size * per_img * (resolution / BASE_RES[arch]) ** 2 + offset)
+    temp = trained * 4 / GIB if recipe and method == "dreambooth" else 0.0  # foreach AdamW's temporaries
+    parts = {"weights": weights, "gradients": grads, "optimizer": opt}
+    if temp > act:
+        parts["optimizer temporaries"] = temp
+    else:
+        parts["activations"] = act
     return MemoryEstimate(sum(parts.values()), parts)
 
 
@@ -64,36 +72,36 @@ def estimate_gib(method: str, batch_size: int, resolution: int, impl: str = "our
     """The bench's rows: impl in recipe | ours | ours_lowvram | ldm_ours | ldm_webui."""
     low = impl == "ours_lowvram"
     return estimate(method, batch_size, resolution, optimizer="adamw8bit" if low else "adamw", checkpointing=low,
-                    recipe=impl == "recipe").total_gib
+                    impl="ours" if low else impl).total_gib
 
 
 def fit_advice(method: str, batch_size: int, grad_accum: int, resolution: int, vram_gib: float,
                arch: str = "sd1", train_text_encoder: bool = False) -> Tuple[bool, str, Optional[dict]]:
     """(fits, sentence, settings that fit) for a card with `vram_gib` of memory.
 
-    Tries, in order of speed cost: the batch as given; a smaller batch with more accumulation
-    (same effective batch); gradient checkpointing; 8-bit AdamW."""
+    Tries, in order of their cost in speed: the batch as given; a smaller batch with more
+    accumulation (same effective batch); gradient checkpointing; 8-bit AdamW."""
     eff = batch_size * grad_accum
 
-    def fits(bs: int, ckpt: bool, opt: str) -> float:
+    def need(bs: int, ckpt: bool, opt: str) -> float:
         return estimate(method, bs, resolution, arch, opt, ckpt, train_text_encoder).total_gib
 
-    usable = vram_gib * 0.95
-    need = fits(batch_size, False, "adamw")
-    if need <= usable:
-        return True, f"BS {batch_size} needs about {need:.1f} GiB: it fits in {vram_gib:g} GB", None
+    usable = vram_gib * 0.95  # the CUDA context and the desktop take a little
+    first = need(batch_size, False, "adamw")
+    if first <= usable:
+        return True, f"BS {batch_size} needs about {first:.1f} GiB: it fits in {vram_gib:g} GB", None
     for opt in ("adamw", "adamw8bit"):
         for ckpt in (False, True):
             for bs in range(batch_size, 0, -1):
                 if eff % bs:
                     continue
-                est = fits(bs, ckpt, opt)
+                est = need(bs, ckpt, opt)
                 if est <= usable:
                     how = [f"BS {bs} with GA {eff // bs}"] + (["gradient checkpointing"] if ckpt else []) + \
                           (["8-bit AdamW"] if opt == "adamw8bit" else [])
-                    return False, (f"BS {batch_size} needs about {need:.1f} GiB and does not fit in {vram_gib:g} GB:"
+                    return False, (f"BS {batch_size} needs about {first:.1f} GiB and does not fit in {vram_gib:g} GB:"
                                    f" use {', '.join(how)} (about {est:.1f} GiB)"), \
                         {"batch_size": bs, "grad_accum": eff // bs, "gradient_checkpointing": ckpt, "optimizer": opt}
-    low = fits(1, True, "adamw8bit")
-    return False, (f"even BS 1 with checkpointing and 8-bit AdamW needs about {low:.1f} GiB: more than"
-                   f" {vram_gib:g} GB; train LoRA or Textual Inversion instead, or a lower resolution"), None
+    low = need(1, True, "adamw8bit")
+    return False, (f"even BS 1 with gradient checkpointing and 8-bit AdamW needs about {low:.1f} GiB, more than"
+                   f" {vram_gib:g} GB: train LoRA or Textual Inversion instead, or at a lower resolution"), None

@@ -12,8 +12,8 @@ from . import sources as src
 from .conventions import convention_figures
 from .dreambooth import dreambooth_figures, dynamic_resolution_figures
 from .inputs import InputError, PlanInputs, parse_inputs
-from .lr_plan import RECOMMENDED_LR, multiplier_figures, plan_schedule, precision_figures, scaling_figures, \
-    sweep_figures
+from .lr_plan import RECOMMENDED_LR, memory_figures, multiplier_figures, plan_schedule, precision_figures, \
+    scaling_figures, sweep_figures
 from .quantity import Quantity, fmt
 from .run_math import critical_batch_figure, dataset_figures, run_figures, user_updates
 from .schedule import Schedule
@@ -26,6 +26,7 @@ GROUPS = {
     "lr": "Learning rate: scaling and precision",
     "lr_range": "LR range test (seed 004)",
     "conventions": "What to type where (each trainer's units)",
+    "memory": "GPU memory",
 }
 
 
@@ -101,6 +102,7 @@ def compute_plan(p: PlanInputs) -> PlanResult:
             s.warn("warmup", f"warm-up of {p.warmup} updates covers the whole run of {updates}: the LR never"
                    " reaches its peak (seed 004 uses this on purpose for an LR sweep)")
     convention_figures(s, p, updates, lr, schedule)
+    memory_figures(s, p)
     ordered = {k: s.quantities[k] for g in GROUPS for k in s.quantities if s.quantities[k].group == g}
     return PlanResult(p, ordered, tuple(s.warnings), (), schedule)
 

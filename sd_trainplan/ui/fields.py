@@ -76,7 +76,8 @@ WIDGETS: Tuple[Tuple[Widget, ...], ...] = (
      Widget("lr_bounds", "stp_lr_bounds", "Measured LR bounds LO,HI", "text", "more",
             placeholder="e.g. 2e-7,1.1e-6"),
      Widget("noise_scale", "stp_noise_scale", "Measured noise scale B_simple", "text", "more",
-            placeholder="from metrics.jsonl")),
+            placeholder="from metrics.jsonl"),
+     Widget("vram_gb", "stp_vram_gb", "GPU memory (GB)", "text", "model", placeholder="e.g. 12")),
 )
 
 ALL: Tuple[Widget, ...] = tuple(w for row in WIDGETS for w in row)

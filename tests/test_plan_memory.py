@@ -1,0 +1,44 @@
+"""The VRAM estimate against what the bench measured, and the 'does it fit' answer."""
+import json
+from pathlib import Path
+
+import pytest
+
+from sd_trainplan.plan import plan_from_raw
+from sd_trainplan.plan.memory import estimate, estimate_gib, fit_advice
+
+RESULTS = sorted((Path(__file__).resolve().parents[1] / "bench" / "results").glob("*.json"))
+
+
+def test_bench_results_are_recorded():
+    assert RESULTS, "bench/results holds the measurements the estimate is calibrated on"
+
+
+@pytest.mark.parametrize("path", RESULTS, ids=[p.stem for p in RESULTS])
+def test_estimate_within_15_percent_of_every_measured_peak(path):
+    data = json.loads(path.read_text())
+    for row in data["rows"]:
+        est = estimate_gib(row["method"], row["bs"], data["res"], row["impl"])
+        assert est == pytest.approx(row["peak_gib"], rel=0.15), row
+
+
+def test_fit_advice():
+    fits, text, settings = fit_advice("dreambooth", 4, 1, 512, 24)
+    assert fits and "fits in 24 GB" in text and settings is None
+    fits, text, settings = fit_advice("dreambooth", 4, 1, 512, 12)
+    assert not fits and "does not fit in 12 GB" in text
+    assert settings["batch_size"] * settings["grad_accum"] == 4  # the same effective batch
+    assert estimate("dreambooth", settings["batch_size"], 512, optimizer=settings["optimizer"],
+                    checkpointing=settings["gradient_checkpointing"]).total_gib <= 12 * 0.95
+    assert fit_advice("lora", 1, 1, 512, 6)[0]
+    fits, text, settings = fit_advice("dreambooth", 1, 1, 512, 4)
+    assert not fits and settings is None and "LoRA or Textual Inversion" in text
+
+
+def test_plan_shows_memory_and_warns_when_it_does_not_fit():
+    r = plan_from_raw({"images": 20, "batch_size": 4, "vram_gb": 12})
+    assert r.value("vram_estimate") == pytest.approx(16.69, abs=0.05)
+    assert "use BS" in r.value("vram_fit")
+    assert any(w.field == "batch_size" and "does not fit" in w.message for w in r.warnings)
+    r = plan_from_raw({"images": 20, "method": "lora"})
+    assert r.value("vram_fit") is None and r.quantities["vram_fit"].formula.startswith("needs vram_gb")
