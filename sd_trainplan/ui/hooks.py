@@ -1,0 +1,43 @@
+"""What a host changes in the Train Planner page: the one seam between the page and the WebUI.
+
+The page (ui/) never imports the WebUI's `modules.*`. Standalone, the defaults apply: a job
+loads the model named in its config and runs in a background thread. Inside the WebUI,
+sd_trainplan/host/ fills these hooks: the model is the one the WebUI has loaded, the job runs
+under the WebUI's queue (`wrap_gradio_gpu_call`, so never beside txt2img), progress goes to
+`shared.state` too, and a finished embedding is registered at once.
+
+Contract (both the page and the host code against it):
+- load_adapter(cfg) -> ModelAdapter, or None to load cfg.model (standalone: 'tiny' or a path).
+- wrap_job(fn) -> fn: runs around the whole job, in the job's thread (e.g. the WebUI's queue).
+- sinks: extra event sinks (train.events.Event) fed with every event of every job.
+- should_stop() -> bool: polled with the page's own Stop (e.g. shared.state.interrupted).
+- after_job(cfg, result): called when a job ends with an exported file (e.g. reload embeddings).
+- restore(): called when a job ends in any way (e.g. put the loaded model's weights back).
+- output_dir: default output folder for runs; notice: an HTML note shown above the trainer
+  (e.g. "training needs AUTOMATIC1111 or standalone mode" on Forge); can_train: False hides Start.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional
+
+
+def _identity(fn: Callable) -> Callable:
+    return fn
+
+
+@dataclass
+class UiHooks:
+    load_adapter: Optional[Callable[[Any], Any]] = None
+    wrap_job: Callable[[Callable], Callable] = _identity
+    sinks: List[Callable[[Any], None]] = field(default_factory=list)
+    should_stop: Callable[[], bool] = lambda: False
+    after_job: Optional[Callable[[Any, Any], None]] = None
+    restore: Optional[Callable[[], None]] = None
+    output_dir: str = "runs"
+    notice: str = ""
+    can_train: bool = True
+    host_name: str = "standalone"
+
+
+STANDALONE = UiHooks()
