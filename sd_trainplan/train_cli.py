@@ -57,14 +57,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         return _bad(str(e))
+    from .train.dist import from_environment
+    procs = from_environment()  # `accelerate launch` sets up several processes; plain runs get one
     stop = _install_stop_handler()
     try:
-        result = train(cfg, sinks=[ProgressBar()], stop=stop, resume=args.resume)
+        result = train(cfg, sinks=[ProgressBar()], stop=stop, resume=args.resume, procs=procs)
     except (ConfigError, DataError, ModelLoadError) as e:
         return _bad(str(e))
     if result.stopped:
         return EXIT_STOPPED
-    print(result.export_path)
+    if procs.main:
+        print(result.export_path)
     return 0
 
 

@@ -53,8 +53,9 @@ def latest_checkpoint(run_dir: Path) -> Optional[Tuple[int, Path]]:
     return max(found) if found else None
 
 
-def save_checkpoint(run_dir: Path, step: int, method, optimizer, scaler, keep_last: int) -> Path:
-    state = {"step": step,
+def save_checkpoint(run_dir: Path, step: int, method, optimizer, scaler, keep_last: int,
+                    effective_batch: int = 0) -> Path:
+    state = {"step": step, "effective_batch": effective_batch, "images_seen": step * effective_batch,
              "trainable": {k: v.detach().to("cpu").clone() for k, v in method.trainable_state().items()},
              "optimizer": optimizer.state_dict(),
              "scaler": scaler.state_dict() if scaler is not None else None}
@@ -65,13 +66,22 @@ def save_checkpoint(run_dir: Path, step: int, method, optimizer, scaler, keep_la
     return path
 
 
-def load_checkpoint(path: Path, method, optimizer, scaler) -> int:
+def load_checkpoint(path: Path, method, optimizer, scaler, effective_batch: int = 0) -> Tuple[int, str]:
+    """(update to continue from, a note). The data position is the number of images seen: with the
+    same effective batch that is the saved update; on a different layout (another process count,
+    BS or GA) the run continues at images_seen // new effective batch, and the note says so."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     method.load_trainable_state(state["trainable"])
     optimizer.load_state_dict(state["optimizer"])
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
-    return int(state["step"])
+    step, old_eb = int(state["step"]), int(state.get("effective_batch") or 0)
+    if not effective_batch or not old_eb or old_eb == effective_batch:
+        return step, ""
+    seen = state.get("images_seen", step * old_eb)
+    new = seen // effective_batch
+    return new, (f"; the effective batch changed from {old_eb} to {effective_batch}: {seen} images were seen,"
+                 f" so training continues at update {new} of the new layout")
 
 
 def log_metrics(run_dir: Path, record: dict) -> None:

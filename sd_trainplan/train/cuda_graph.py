@@ -9,8 +9,9 @@ the results are the same. Gradients are freed at the end of the recorded update,
 mode, so the graph's memory peaks where an eager step's does.
 
 Capture is attempted only where it can work (CUDA, bf16 or fp32, no loss scaler, conditioning
-cached or encodable from token ids, no prior preservation, one process); otherwise, or if
-capture fails, the loop runs eagerly and says why.
+cached or encodable from token ids, no prior preservation); otherwise, or if
+capture fails, the loop runs eagerly and says why. With several processes the gradient
+all-reduce (NCCL) is recorded inside the update.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from .dist import average_grads
 from .step import StepMath
 
 
@@ -31,8 +33,6 @@ def why_not(cfg, adapter, step: StepMath, scaler, opt, world: int, capture: bool
         return "fp16 loss scaling checks for overflow on the host"
     if step.prior is not None:
         return "prior preservation is not captured yet"
-    if world > 1:
-        return "several processes: the gradient all-reduce runs between backward and the optimizer"
     if not step.prompts.cacheable and not step.use_ids:
         return "this model encodes prompts itself (not from token ids)"
     if type(opt).__name__ != "AdamW":
@@ -98,6 +98,7 @@ class GraphedUpdate:
 
     def _update(self, bucket, inputs) -> None:
         self._micros(bucket, inputs)
+        average_grads(self.step.procs, self.trainable)  # several processes: NCCL's all-reduce is recorded too
         if self.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.trainable, self.max_grad_norm, foreach=True)
         self.opt.step()

@@ -8,8 +8,8 @@ so the step is a function of tensors with no host synchronisation except at log 
 from __future__ import annotations
 
 import contextlib
+import time
 import importlib.util
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -21,6 +21,7 @@ from .batches import UpdateOrder
 from .checkpoint import latest_checkpoint, load_checkpoint, log_metrics, new_run_dir, save_checkpoint, write_config
 from .config import ConfigError, TrainConfig, check_config, lr_schedule
 from .data import Dataset, DataError, load_dataset
+from .dist import Processes, any_true, average_grads, barrier, broadcast, reduce_mean
 from .events import Emitter, Sink
 from .images import to_pil
 from .latent_cache import encode_items
@@ -45,23 +46,11 @@ class RunResult:
     val_loss: Optional[float]
 
 
-@dataclass(frozen=True)
-class Processes:
-    """Data-parallel layout: this process's rank, and how many there are (accelerate sets these)."""
-    rank: int = 0
-    world: int = 1
-    accelerator: object = None
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
 def prepare_checks(cfg: TrainConfig, world: int = 1) -> Dataset:
     """Every check that needs no model: config fields, the model path, the dataset. All problems
     are reported together, each naming its field or file."""
     problems = check_config(cfg)
-    if cfg.model != "tiny" and not Path(cfg.model).expanduser().exists():
+    if cfg.model not in ("tiny", "random-sd1", "random-sd2") and not Path(cfg.model).expanduser().exists():
         problems.append(f"model: {cfg.model} does not exist (give 'tiny', a diffusers folder or a .safetensors file)")
     if cfg.optimizer == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
         problems.append("optimizer: adamw8bit needs the bitsandbytes package, which is not installed; install it"
@@ -110,10 +99,9 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     emit = Emitter(list(sinks) if procs.main else [])
     # ---- 1. check everything before any model work -------------------------------------------
     data = prepare_checks(cfg, procs.world)
-    device = adapter.device if adapter is not None else pick_device(cfg.device)
+    device = adapter.device if adapter is not None else (procs.device or pick_device(cfg.device))
     run_dir = Path(resume) if resume else (new_run_dir(cfg) if procs.main else None)
-    if procs.accelerator is not None:
-        run_dir = Path(_broadcast_path(procs, run_dir))
+    run_dir = Path(broadcast(procs, str(run_dir)))
     if procs.main:
         write_config(run_dir, cfg)
     emit("start", total=cfg.steps, message=f"{cfg.method} on {len(data.train)} images"
@@ -149,7 +137,12 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     val_prompts = fixed_prompts(cfg, data.val, name)
     train_prompts = fixed_prompts(cfg, data.train, name)
     stable = stable_subset(len(data.train), cfg.seed)
-    prior = PriorPreservation.build(cfg, adapter, run_dir, emit) if cfg.method == "dreambooth" else None
+    prior = None
+    if cfg.method == "dreambooth" and cfg.num_class_images:
+        if procs.main:  # one process generates the missing class images; the others wait, then read them
+            PriorPreservation.generate(cfg, adapter, run_dir, emit)
+        barrier(procs)
+        prior = PriorPreservation.build(cfg, adapter, run_dir)
 
     eb = cfg.batch_size * cfg.grad_accum * procs.world
     order = UpdateOrder({b: len(bl.items) for b, bl in latents.items()}, cfg.repeats, eb, cfg.seed)
@@ -164,8 +157,9 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     if resume:
         found = latest_checkpoint(run_dir)
         if found:
-            start = load_checkpoint(found[1], method, opt, scaler)
-            emit("prepare", step=start, total=cfg.steps, message=f"resumed at update {start} from {found[1].name}")
+            start, note = load_checkpoint(found[1], method, opt, scaler, eb)
+            emit("prepare", step=start, total=cfg.steps, message=f"resumed at update {start} from {found[1].name}"
+                 + note)
 
     step = StepMath(cfg, adapter, latents, prompts, prior, order, procs, autocast)
     running = torch.zeros((), device=device)
@@ -174,7 +168,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     def validate(step: int):
         val = fixed_grid_loss(adapter, val_latents, val_prompts, cfg.seed, cfg.val_timesteps) if val_latents else None
         stab = fixed_grid_loss(adapter, latents, train_prompts, cfg.seed, cfg.val_timesteps, stable)
-        val, stab = _reduce_mean(procs, val), _reduce_mean(procs, stab)
+        val, stab = reduce_mean(procs, val), reduce_mean(procs, stab)
         emit("val", step=step, total=cfg.steps, val_loss=val, stable_loss=stab)
         return val, stab
 
@@ -210,17 +204,18 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
                 running += loss.detach()
                 if probe:
                     probe.after_micro()
-            _average_grads(procs, trainable)
+            average_grads(procs, trainable)
             if probe:
-                noise.update(_reduce_mean(procs, probe.small_sq()), probe.big_sq())
+                noise.update(reduce_mean(procs, probe.small_sq()), probe.big_sq())
             optimizer_update(opt, trainable, cfg.max_grad_norm, scaler)
         done = u + 1
 
         if done % cfg.log_every == 0 or done == cfg.steps:  # the only host sync in the loop
-            last_loss = _reduce_mean(procs, running.item() / (done - logged_from))
+            last_loss = reduce_mean(procs, running.item() / (done - logged_from))
             running.zero_()
             logged_from = done
-            record = {"step": done, "images_seen": done * eb, "loss": last_loss, "lr": lr}
+            record = {"step": done, "images_seen": done * eb, "loss": last_loss, "lr": lr,
+                      "elapsed_s": round(time.monotonic() - emit.t0, 3)}
             if noise is not None and noise.b_simple is not None:
                 record["b_simple"] = noise.b_simple
             if cfg.val_every and (done % cfg.val_every == 0 or done == cfg.steps):
@@ -234,12 +229,12 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
         if procs.main and cfg.sample_every and done % cfg.sample_every == 0:
             _sample(cfg, adapter, name, run_dir, done, emit)
         if procs.main and cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
-            path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last)
+            path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last, eb)
             emit("checkpoint", step=done, total=cfg.steps, path=str(path), message=f"saved {path.name}")
-        if stop() and done < cfg.steps:
+        if any_true(procs, stop()) and done < cfg.steps:
             stopped = True
             if procs.main and export:
-                path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last)
+                path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last, eb)
                 emit("stopped", step=done, total=cfg.steps, path=str(path),
                      message=f"stopped at update {done}; resume with --resume {run_dir}")
             return RunResult(run_dir, done, None, True, last_loss, val_loss)
@@ -249,7 +244,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
         val_loss, _ = validate(cfg.steps)
     path = None
     if procs.main and export:
-        save_checkpoint(run_dir, cfg.steps, method, opt, scaler, cfg.keep_last)
+        save_checkpoint(run_dir, cfg.steps, method, opt, scaler, cfg.keep_last, eb)
         path = method.export(run_dir, cfg.steps)
         emit("done", step=cfg.steps, total=cfg.steps, path=str(path), loss=last_loss, val_loss=val_loss,
              message=f"wrote {path}")
@@ -279,34 +274,3 @@ def _sample(cfg, adapter, name, run_dir, step, emit) -> None:
 
 
 # ---- data-parallel helpers (no-ops on one process) -----------------------------------------
-
-def _average_grads(procs: Processes, params) -> None:
-    """Data parallel: one all-reduce of every trainable gradient per update, divided by the
-    process count (works for any parameter set, Textual Inversion's bare vectors included)."""
-    if procs.world == 1:
-        return
-    import torch.distributed as dist
-    grads = [p.grad for p in params if p.grad is not None]
-    flat = torch._utils._flatten_dense_tensors(grads)
-    dist.all_reduce(flat)
-    flat /= procs.world
-    for g, avg in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
-        g.copy_(avg)
-
-
-def _reduce_mean(procs: Processes, value):
-    if procs.accelerator is None or value is None:
-        return value
-    t = torch.tensor([float(value)], device=procs.accelerator.device)
-    return procs.accelerator.reduce(t, reduction="mean").item()
-
-
-def _broadcast_path(procs: Processes, path):
-    from accelerate.utils import broadcast_object_list
-    obj = [str(path) if path else None]
-    broadcast_object_list(obj, from_process=0)
-    return obj[0]
-
-
-def isfinite(x: Optional[float]) -> bool:
-    return x is not None and math.isfinite(x)

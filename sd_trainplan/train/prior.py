@@ -24,11 +24,14 @@ class PriorPreservation:
         (self.bucket, self.bl), = latents.items()
         self.cond = cond
 
+    @staticmethod
+    def folder(cfg, run_dir: Path) -> Path:
+        return Path(cfg.class_data).expanduser() if cfg.class_data else Path(run_dir) / "class_images"
+
     @classmethod
-    def build(cls, cfg, adapter, run_dir: Path, emit) -> Optional["PriorPreservation"]:
-        if not cfg.num_class_images:
-            return None
-        folder = Path(cfg.class_data).expanduser() if cfg.class_data else Path(run_dir) / "class_images"
+    def generate(cls, cfg, adapter, run_dir: Path, emit) -> None:
+        """Sample the class images that are missing (with the model being trained, before training)."""
+        folder = cls.folder(cfg, run_dir)
         folder.mkdir(parents=True, exist_ok=True)
         have = len(list_images(folder))
         missing = cfg.num_class_images - have
@@ -40,6 +43,10 @@ class PriorPreservation:
             for j, img in enumerate(imgs):
                 pil = to_pil(img)
                 atomic_write(folder / f"class-{have + start + j:05d}.png", lambda tmp: pil.save(tmp, format="PNG"))
+
+    @classmethod
+    def build(cls, cfg, adapter, run_dir: Path) -> "PriorPreservation":
+        folder = cls.folder(cfg, run_dir)
         items, _ = scan_folder(str(folder), cfg.resolution, buckets=False, skip_bad=cfg.skip_bad_images,
                                field="class_data")
         items = items[:cfg.num_class_images]
