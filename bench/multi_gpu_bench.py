@@ -23,7 +23,7 @@ def run(n: int, method: str, steps: int, data: Path, out: Path) -> dict:
                       "--method", method, "--batch-size", "4", "--steps", str(steps), "--log-every", "5",
                       "--resolution", "512", "--no-noise-scale", "--keep-last", "1"]
     t0 = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
     if p.returncode:
         return {"gpus": n, "error": p.stderr[-1500:]}
     (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
