@@ -98,7 +98,7 @@ class GraphedUpdate:
 
     def _update(self, bucket, inputs) -> None:
         self._micros(bucket, inputs)
-        average_grads(self.step.procs, self.trainable)  # several processes: NCCL's all-reduce is recorded too
+        average_grads(self.step.procs, self.trainable, self.step.reduce_dtype)  # NCCL's all-reduce is recorded too
         if self.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.trainable, self.max_grad_norm, foreach=True)
         self.opt.step()

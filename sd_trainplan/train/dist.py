@@ -34,18 +34,27 @@ def from_environment() -> Processes:
     return Processes(state.process_index, state.num_processes, torch.device(state.device))
 
 
-def average_grads(procs: Processes, params) -> None:
+def average_grads(procs: Processes, params, reduce_dtype: Optional[torch.dtype] = None) -> None:
     """One all-reduce of every trainable gradient per update, divided by the process count (any
-    parameter set works, Textual Inversion's bare vectors included)."""
+    parameter set works, Textual Inversion's bare vectors included). `reduce_dtype=bf16` sends
+    half the bytes (the gradients are averaged in bf16, then kept in fp32), as mixed-precision
+    data parallelism usually does; the default sends them as they are."""
     if procs.world == 1:
         return
     import torch.distributed as dist
     grads = [p.grad for p in params if p.grad is not None]
-    flat = torch._utils._flatten_dense_tensors(grads)
+    if reduce_dtype is not None:
+        flat = torch.cat([(g / procs.world).to(reduce_dtype).flatten() for g in grads])
+    else:
+        flat = torch._utils._flatten_dense_tensors(grads)
     dist.all_reduce(flat)
-    flat /= procs.world
-    for g, avg in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
-        g.copy_(avg)
+    if reduce_dtype is None:
+        flat /= procs.world
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n
 
 
 def reduce_mean(procs: Processes, value: Optional[float]) -> Optional[float]:

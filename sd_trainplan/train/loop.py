@@ -204,7 +204,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
                 running += loss.detach()
                 if probe:
                     probe.after_micro()
-            average_grads(procs, trainable)
+            average_grads(procs, trainable, step.reduce_dtype)
             if probe:
                 noise.update(reduce_mean(procs, probe.small_sq()), probe.big_sq())
             optimizer_update(opt, trainable, cfg.max_grad_norm, scaler)

@@ -33,6 +33,9 @@ class StepMath:
         self.device = adapter.device
         # prompts as token ids on the device (capturable) when the adapter can encode ids
         self.use_ids = not prompts.cacheable and getattr(adapter, "encodes_ids", False)
+        # several GPUs: average the gradients in bf16 (half the bytes on the wire) unless told not to
+        bf16 = cfg.grad_reduce == "bf16" or (cfg.grad_reduce == "auto" and self.device.type == "cuda")
+        self.reduce_dtype = torch.bfloat16 if bf16 else None
 
     def micro(self, u: int, m: int) -> MicroBatch:
         sl = self.order.micro(u, m, self.procs.rank, self.cfg.batch_size, self.procs.world)
