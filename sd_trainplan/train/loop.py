@@ -231,7 +231,10 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
         if procs.main and cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
             path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last, eb)
             emit("checkpoint", step=done, total=cfg.steps, path=str(path), message=f"saved {path.name}")
-        if any_true(procs, stop()) and done < cfg.steps:
+        # several processes agree on a Stop at log steps only: agreeing is a collective that waits for
+        # the GPU, and waiting every update would leave the GPU idle while the host prepares the next
+        check = procs.world == 1 or done % cfg.log_every == 0
+        if check and any_true(procs, stop()) and done < cfg.steps:
             stopped = True
             if procs.main and export:
                 path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last, eb)
