@@ -106,6 +106,11 @@ class DiffusersAdapter:
         return diffusers_to_ldm_state(self._unet.state_dict(), self._vae.state_dict(), self._text.state_dict(),
                                       self.layers_per_block, len(self._vae.config.block_out_channels))
 
+    def use_channels_last(self) -> None:
+        """NHWC weights for the UNet's convolutions (faster on tensor cores; values unchanged).
+        Standalone models only: the WebUI's loaded model keeps its layout."""
+        self._unet.to(memory_format=torch.channels_last)
+
     def save_folder(self, folder) -> Path:
         """Write the model as a diffusers folder (what `--model FOLDER` and from_single_file's config read)."""
         import json

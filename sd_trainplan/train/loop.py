@@ -161,6 +161,10 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
             emit("prepare", step=start, total=cfg.steps, message=f"resumed at update {start} from {found[1].name}"
                  + note)
 
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # shapes are static per bucket: pick the fastest convolutions once
+        if hasattr(adapter, "use_channels_last"):
+            adapter.use_channels_last()
     step = StepMath(cfg, adapter, latents, prompts, prior, order, procs, autocast)
     running = torch.zeros((), device=device)
     graphed = _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, emit, graph_capture)
