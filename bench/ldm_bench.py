@@ -113,8 +113,8 @@ def webui_ti(model, bs: int, res: int, device, steps: int, warm: int = 5) -> dic
         step()
     sync(device)
     dt = (time.perf_counter() - t0) / steps
-    return dict(impl="ldm_webui", ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_gib(device),
-                peak_alloc_gib=peak_alloc_gib(device))
+    return dict(impl="ldm_webui", ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_alloc_gib(device),
+                peak_reserved_gib=peak_gib(device))
 
 
 def ours_ldm(model, method: str, bs: int, res: int, device, steps: int, data: Path, warm: int = 10) -> dict:
@@ -141,8 +141,8 @@ def ours_ldm(model, method: str, bs: int, res: int, device, steps: int, data: Pa
     train(cfg, adapter=adapter, sinks=[sink], export=False)
     first = min(s for s in marks if s >= warm)
     dt = (marks[total] - marks[first]) / (total - first)
-    return dict(impl="ldm_ours", ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_gib(device),
-                peak_alloc_gib=peak_alloc_gib(device), notes=notes, sdpa_blocks=adapter.sdpa_modules)
+    return dict(impl="ldm_ours", ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_alloc_gib(device),
+                peak_reserved_gib=peak_gib(device), notes=notes, sdpa_blocks=adapter.sdpa_modules)
 
 
 def main() -> None:

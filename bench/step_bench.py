@@ -160,8 +160,8 @@ def recipe(method: str, bs: int, res: int, tiny: bool, device, steps: int, warm:
     sync(device)
     dt = (time.perf_counter() - t0) / steps
     flops = unet_flops(unet, bs, res, unet.config.cross_attention_dim, device)
-    out = dict(impl="recipe", ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_gib(device),
-               peak_alloc_gib=peak_alloc_gib(device), flop_per_step=flops)
+    out = dict(impl="recipe", ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_alloc_gib(device),
+               peak_reserved_gib=peak_gib(device), flop_per_step=flops)
     return out
 
 
@@ -191,8 +191,8 @@ def ours(method: str, bs: int, res: int, tiny: bool, device, steps: int, data: P
     first = min(s for s in marks if s >= warm)
     dt = (marks[total] - marks[first]) / (total - first)
     impl = "ours_lowvram" if lowvram else "ours"
-    out = dict(impl=impl, ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_gib(device),
-               peak_alloc_gib=peak_alloc_gib(device), notes=notes)
+    out = dict(impl=impl, ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_alloc_gib(device),
+               peak_reserved_gib=peak_gib(device), notes=notes)
     return out
 
 
