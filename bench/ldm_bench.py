@@ -31,7 +31,7 @@ def _shim_lightning() -> None:
     """ldm's ddpm.py imports rank_zero_only from a module pytorch_lightning 2.x no longer has; the
     WebUI pins 1.9.4 where it exists. Alias it when missing (a no-op on the WebUI's own pin)."""
     try:
-        import pytorch_lightning.utilities.distributed  # noqa: F401
+        import pytorch_lightning.utilities.distributed  # noqa: F401 - present on the WebUI's pin
     except ImportError:
         from pytorch_lightning.utilities.rank_zero import rank_zero_only
         mod = types.ModuleType("pytorch_lightning.utilities.distributed")
@@ -118,31 +118,13 @@ def webui_ti(model, bs: int, res: int, device, steps: int, warm: int = 5) -> dic
 
 
 def ours_ldm(model, method: str, bs: int, res: int, device, steps: int, data: Path, warm: int = 10) -> dict:
-    from step_bench import peak_alloc_gib, peak_gib, reset_memory, sync
+    from step_bench import reset_memory, timed_train
     from sd_trainplan.models.ldm_adapter import LdmAdapter
-    from sd_trainplan.train.config import TrainConfig
-    from sd_trainplan.train.loop import train
     reset_memory(device)
     adapter = LdmAdapter(model, device, next(model.parameters()).dtype, "random SD1.5 (ldm)")
-    total = warm + steps
-    total += (-total) % 5
-    cfg = TrainConfig(method=method, data=str(data), output=str(data.parent / "runs"), resolution=res, steps=total,
-                      batch_size=bs, lr=5e-3 if method == "ti" else 1e-4, log_every=5, keep_last=1, token="zwx",
-                      noise_scale=False, device=str(device))
-    marks, notes = {}, []
-
-    def sink(ev):
-        if ev.kind == "step" and ev.step:
-            sync(device)
-            marks[ev.step] = time.perf_counter()
-        if ev.kind == "prepare" and "CUDA graphs" in ev.message:
-            notes.append(ev.message)
-
-    train(cfg, adapter=adapter, sinks=[sink], export=False)
-    first = min(s for s in marks if s >= warm)
-    dt = (marks[total] - marks[first]) / (total - first)
-    return dict(impl="ldm_ours", ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_alloc_gib(device),
-                peak_reserved_gib=peak_gib(device), notes=notes, sdpa_blocks=adapter.sdpa_modules)
+    kw = dict(method=method, data=str(data), output=str(data.parent / "runs"), resolution=res, batch_size=bs,
+              lr=5e-3 if method == "ti" else 1e-4, token="zwx")
+    return dict(timed_train(kw, adapter, device, warm, steps, "ldm_ours"), sdpa_blocks=adapter.sdpa_modules)
 
 
 def main() -> None:

@@ -165,19 +165,11 @@ def recipe(method: str, bs: int, res: int, tiny: bool, device, steps: int, warm:
     return out
 
 
-def ours(method: str, bs: int, res: int, tiny: bool, device, steps: int, data: Path, lowvram: bool = False,
-         warm: int = 10) -> dict:
-    """sd_trainplan's trainer on a synthetic dataset, timed between two progress events."""
-    unet, vae, text, tok = build(tiny, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
-    adapter = DiffusersAdapter(unet, vae, text, tok, SCHEDULER, device, unet.dtype, "random SD1.5")
-    reset_memory(device)  # the peak of training, not of building random models in fp32
-    log = 5
+def timed_train(cfg_kw: dict, adapter, device, warm: int, steps: int, impl: str, log: int = 5) -> dict:
+    """train() on `adapter`, timed between the progress events after `warm` updates and the last."""
     total = warm + steps
     total += (-total) % log
-    cfg = TrainConfig(method=METHODS[method], data=str(data), output=str(data.parent / "runs"), resolution=res,
-                      steps=total, batch_size=bs, lr=1e-6 if method == "db" else 1e-4, log_every=log, keep_last=1,
-                      gradient_checkpointing=lowvram, optimizer="adamw8bit" if lowvram else "adamw",
-                      token="sks", noise_scale=False, device=str(device))
+    cfg = TrainConfig(steps=total, log_every=log, keep_last=1, noise_scale=False, device=str(device), **cfg_kw)
     marks, notes = {}, []
 
     def sink(ev):
@@ -190,10 +182,20 @@ def ours(method: str, bs: int, res: int, tiny: bool, device, steps: int, data: P
     train(cfg, adapter=adapter, sinks=[sink], export=False)
     first = min(s for s in marks if s >= warm)
     dt = (marks[total] - marks[first]) / (total - first)
-    impl = "ours_lowvram" if lowvram else "ours"
-    out = dict(impl=impl, ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_alloc_gib(device),
-               peak_reserved_gib=peak_gib(device), notes=notes)
-    return out
+    return dict(impl=impl, ms_per_step=dt * 1e3, img_per_s=cfg.batch_size / dt, peak_gib=peak_alloc_gib(device),
+                peak_reserved_gib=peak_gib(device), notes=notes)
+
+
+def ours(method: str, bs: int, res: int, tiny: bool, device, steps: int, data: Path, lowvram: bool = False,
+         warm: int = 10) -> dict:
+    """sd_trainplan's trainer on a synthetic dataset."""
+    unet, vae, text, tok = build(tiny, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    adapter = DiffusersAdapter(unet, vae, text, tok, SCHEDULER, device, unet.dtype, "random SD1.5")
+    reset_memory(device)  # the peak of training, not of building random models in fp32
+    kw = dict(method=METHODS[method], data=str(data), output=str(data.parent / "runs"), resolution=res,
+              batch_size=bs, lr=1e-6 if method == "db" else 1e-4, gradient_checkpointing=lowvram,
+              optimizer="adamw8bit" if lowvram else "adamw", token="sks")
+    return timed_train(kw, adapter, device, warm, steps, "ours_lowvram" if lowvram else "ours")
 
 
 def commit() -> str:
