@@ -301,3 +301,42 @@ def test_frozen_inputs_and_direct_call():
     with pytest.raises(Exception):
         inputs.images = 3
     assert compute_plan(inputs).value("standard_steps") == 12 * 1000
+
+
+# --- every worked example again, through the CLI's JSON (one subprocess each) ---------------
+
+CLI_EXAMPLES = [
+    (["--images", "26", "--batch-size", "13", "--grad-accum", "2", "--steps", "3000", "--step-unit", "batch"],
+     {"weight_updates": 1500, "epochs": 1500}),
+    (["--images", "26", "--batch-size", "3", "--grad-accum", "17", "--steps", "3000", "--step-unit", "batch"],
+     {"weight_updates": 176}),
+    (["--images", "26", "--batch-size", "3", "--grad-accum", "17", "--steps", "150", "--step-unit", "batch"],
+     {"weight_updates": 8}),
+    (["--resolution", "768", "--lr", "1e-5"], {"spf_base": 450}),
+    (["--resolution", "768", "--train-text-encoder"], {"spf_base": 225}),
+    (["--lr", "1e-6"], {"frames_for_strength.medium": 10, "frames_for_strength.hard": 20}),
+    (["--images", "125", "--strength", "medium"], {"lr_for_frames": 8e-8}),
+    (["--images", "3"], {"spf_a": 134}),
+    (["--images", "10", "--train-text-encoder", "--batch-size", "2"], {"bs_ga_steps": 778}),
+    (["--images", "10", "--train-text-encoder", "--batch-size", "5"], {"bs_ga_steps": 626}),
+    (["--images", "10", "--train-text-encoder", "--batch-size", "10"], {"bs_ga_steps": 601}),
+    (["--images", "100", "--train-text-encoder", "--batch-size", "2"], {"bs_ga_steps": 7142}),
+    (["--images", "100", "--train-text-encoder", "--batch-size", "5"], {"bs_ga_steps": 4651}),
+    (["--images", "100", "--train-text-encoder", "--batch-size", "10"], {"bs_ga_steps": 3447}),
+    (["--images", "10", "--train-text-encoder", "--resolutions", "512,768"], {"dynamic_resolution_steps": 1625}),
+    (["--images", "20", "--val-split", "0.2", "--sweep-epochs", "100", "--batch-size", "4", "--sweep-max-lr", "1.5e-6",
+      "--bounds-steps", "50,300"], {"sweep_steps": 400, "lr_lo": 1.875e-7, "lr_hi": 1.125e-6, "lr_mid": 6.5625e-7}),
+    (["--images", "100", "--val-split", "0.07"], {"val_images": 7}),
+    (["--images", "7", "--train-text-encoder"], {"class_images": 700}),
+]
+
+
+@pytest.mark.parametrize("flags,expected", CLI_EXAMPLES)
+def test_worked_examples_through_the_cli(flags, expected):
+    q = cli_json(*flags)
+    for key, value in expected.items():
+        id, _, sub = key.partition(".")
+        got = q[id]["value"][sub] if sub else q[id]["value"]
+        if id == "epochs":
+            got = math.floor(got)
+        assert got == pytest.approx(value, rel=1e-9), key
