@@ -29,7 +29,7 @@ def flags(model: torch.nn.Module) -> tuple:
             tuple(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()))
 
 
-def start_webui(root: Path, seed: int = 0):
+def start_webui(root: Path, seed: int = 0, medvram: bool = False):
     """Fresh WebUI globals rooted at `root`, with a tiny SD1 model loaded; returns (shared, model)."""
     from modules import paths, progress, script_callbacks, sd_hijack, shared
     import networks
@@ -41,8 +41,17 @@ def start_webui(root: Path, seed: int = 0):
     networks.refreshes.clear()
     from sd_trainplan.models.tiny_ldm import build_tiny_ldm
     model = build_tiny_ldm(seed).eval()
+    # The WebUI's default emphasis ("Original") rescales CLIP's output to keep its mean, dividing by
+    # it. A trained CLIP's output mean sits well away from 0; a random tiny one's final layer norm
+    # (bias 0) puts it at about 0, and that division would blow the gradient up. Give it an offset.
+    with torch.no_grad():
+        model.cond_stage_model.transformer.text_model.final_layer_norm.bias.fill_(0.5)
     model.alphas_cumprod_original = model.alphas_cumprod  # as sd_models.load_model_weights does
     model.lowvram = False
+    if medvram:  # sd_models.load_model: lowvram.apply(m) comes before the hijack
+        from modules import lowvram
+        shared.cmd_opts.medvram = True
+        lowvram.apply(model)
     hijack = sd_hijack.reset()
     hijack.hijack(model)
     shared.sd_model = model
