@@ -19,6 +19,11 @@ from typing import Optional
 from ..train.atomic import atomic_write, unique_path
 
 
+def file_stem(name: str) -> str:
+    """A name as a file stem, keeping what the WebUI's create_embedding keeps (letters, digits, ._- )."""
+    return "".join(c for c in name if c.isalnum() or c in "._- ").strip(" .") or "embedding"
+
+
 def place(src: Path, folder: str, stem: str) -> Path:
     """Copy `src` into `folder` as `stem` + its suffix, atomically, under a free name."""
     dest = unique_path(Path(folder) / f"{stem}{src.suffix}")

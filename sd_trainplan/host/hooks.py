@@ -110,7 +110,7 @@ class WebUiHost:
         src = Path(src)
         from modules import sd_hijack
         if cfg.method == "ti":
-            dest = exports.place(src, settings.folder("sd_trainplan_embeddings_dir"), cfg.token)
+            dest = exports.place(src, settings.folder("sd_trainplan_embeddings_dir"), exports.file_stem(cfg.token))
             if self.run is not None:  # the run's own embedding out first, then the file's in
                 for clean in self.run.cleanups:
                     clean()

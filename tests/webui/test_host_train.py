@@ -232,3 +232,19 @@ def test_medvram_holds_the_parts_for_the_run_and_puts_its_swapping_back(dataset,
              for n, m in model.named_modules() if m._forward_pre_hooks]
     assert after == hooks_before and "encode" in vars(model.first_stage_model) and lowvram.module_in_gpu is None
     assert tensor_hashes(model) == base
+
+
+def test_an_error_mid_run_puts_the_original_back_and_releases_the_queue(webui, dataset, tmp_path):
+    from modules import call_queue
+    from sd_trainplan.host.hooks import STATUS, make_hooks
+    _, model = webui
+    base, base_flags = tensor_hashes(model), flags(model)
+
+    def during(ev):
+        if ev.kind == "step" and ev.step == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+    with pytest.raises(RuntimeError, match="simulated"):
+        run_job(make_hooks(), config(dataset, tmp_path, method="dreambooth", steps=5, lr=1e-3), during)
+    assert tensor_hashes(model) == base and flags(model) == base_flags
+    assert not call_queue.queue_lock._lock.locked()
+    assert STATUS.snapshot()["state"] == "error" and "simulated" in STATUS.snapshot()["message"]
