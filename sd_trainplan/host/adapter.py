@@ -44,6 +44,16 @@ class WebUiLdmAdapter(LdmAdapter):
         self.embedding_db = embedding_db
         self.embedding_class = embedding_class
         self.on_token = on_token  # called with each token added, so the run can take it out at the end
+        self.tokens = []
+
+    def encode_prompts(self, prompts):
+        """The WebUI's CLIP, after making sure the run's embeddings are still registered: a refresh
+        of the Textual Inversion cards reloads the database from disk mid-run, which would drop them
+        (and the prompt would silently train nothing)."""
+        for tv in self.tokens:
+            if self.embedding_db.word_embeddings.get(tv.token) is not tv.embedding:
+                self.embedding_db.register_embedding(tv.embedding, self.model)
+        return super().encode_prompts(prompts)
 
     def add_token(self, token: str, n_vectors: int, init_word: str) -> WebUiToken:
         """An Embedding in the WebUI's database, initialised as the WebUI's create_embedding does:
@@ -65,6 +75,7 @@ class WebUiLdmAdapter(LdmAdapter):
         emb.shape = int(init.shape[1])
         db.register_embedding(emb, self.model)
         tv = WebUiToken(token, param, emb)
+        self.tokens.append(tv)
         if self.on_token is not None:
             self.on_token(tv)
         return tv
@@ -72,6 +83,8 @@ class WebUiLdmAdapter(LdmAdapter):
     def remove_token(self, tv: WebUiToken) -> None:
         """Take the run's embedding out of the database, unless it was already replaced (e.g. by
         the exported file, reloaded under the same name)."""
+        if tv in self.tokens:
+            self.tokens.remove(tv)
         if self.embedding_db.word_embeddings.get(tv.token) is tv.embedding:
             self.embedding_db.register_embedding_by_name(None, self.model, tv.token)
 

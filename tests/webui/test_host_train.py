@@ -96,10 +96,16 @@ def test_textual_inversion_trains_through_embedding_db_and_leaves_the_weights_bi
             emb = db.word_embeddings["zwx"]  # the run's own Embedding, registered as the WebUI's trainer does
             trained["vec"] = emb.vec
             trained["grad"] = emb.vec.requires_grad
+            trained["at2"] = emb.vec.detach().clone()
+            db.load_textual_inversion_embeddings(force_reload=True)  # the user refreshes the TI cards mid-run
+            assert "zwx" not in db.word_embeddings
+        if ev.kind == "step" and ev.step == 4:
+            trained["again"] = db.word_embeddings.get("zwx") is not None
     cfg = config(dataset, tmp_path, method="ti", steps=6, lr=5e-2, token="zwx", init_word="shape", vectors=2)
     result, _ = run_job(make_hooks(), cfg, during)
 
-    assert not result.stopped and trained["grad"]
+    assert not result.stopped and trained["grad"] and trained["again"]
+    assert not torch.equal(trained["at2"], trained["vec"].detach())  # it kept training after the refresh
     assert tensor_hashes(model) == base and flags(model) == base_flags  # the checkpoint's weights, untouched
     assert networks.loaded_networks == [] and layer.network_current_names == ()
     # the exported embedding is in the embeddings folder, named after the token, and loaded
