@@ -32,27 +32,33 @@ CHECKPOINTED = ("ResBlock", "BasicTransformerBlock")
 class LdmAdapter:
     family = "ldm"
 
-    def __init__(self, model, device="cpu", dtype=torch.float32, source: str = ""):
+    def __init__(self, model, device="cpu", dtype=torch.float32, source: str = "", place: bool = True):
+        """`place=False` takes the model exactly as it is (the WebUI's loaded model: its parts'
+        devices, dtypes and attention are the host's business, and host/ puts back what a run
+        changes); `device` is then where training tensors live and `dtype` is read from the UNet."""
         if model.parameterization not in PREDICTION:
             raise ValueError(f"model: ldm parameterization {model.parameterization!r} is not supported (eps or v)")
         self.model = model
         self.device = torch.device(device)
-        self.dtype = dtype
         self.source = source
-        # Weights to device and dtype; the schedule buffers only to the device (fp16 would round
-        # alphas_cumprod near 1, where the noise level at small t lives).
-        for part in (model.model, model.first_stage_model, model.cond_stage_model):
-            part.to(self.device, dtype).requires_grad_(False).eval()
-        model.to(self.device)
-        if hasattr(self._clip(), "device"):
-            self._clip().device = self.device  # FrozenCLIPEmbedder moves token ids to this device
+        if place:
+            self.dtype = dtype
+            # Weights to device and dtype; the schedule buffers only to the device (fp16 would round
+            # alphas_cumprod near 1, where the noise level at small t lives).
+            for part in (model.model, model.first_stage_model, model.cond_stage_model):
+                part.to(self.device, dtype).requires_grad_(False).eval()
+            model.to(self.device)
+            if hasattr(self._clip(), "device"):
+                self._clip().device = self.device  # FrozenCLIPEmbedder moves token ids to this device
+        else:
+            self.dtype = next(model.model.diffusion_model.parameters()).dtype
         self.prediction_type = PREDICTION[model.parameterization]
         self.alphas_cumprod = model.alphas_cumprod.detach().to(self.device, torch.float32).clone()
         self.scale_factor = float(model.scale_factor)
         self.latent_scale = 2 ** (model.first_stage_model.encoder.num_resolutions - 1)
         self.base_resolution = int(model.image_size) * self.latent_scale
         self._checkpointed: List[nn.Module] = []
-        self.sdpa_modules = _use_sdpa_attention(self.unet())
+        self.sdpa_modules = _use_sdpa_attention(self.unet()) if place else 0
         clip = self._clip()
         # token ids -> conditioning on the device (capturable) only for ldm's own FrozenCLIPEmbedder:
         # the WebUI's hijacked CLIP splices embeddings and prompt weights in Python
@@ -86,11 +92,15 @@ class LdmAdapter:
     # --- the protocol ---------------------------------------------------------------------------
     def encode_images(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """[-1, 1] images -> (mean, std) of the scaled latent distribution."""
-        dist = self.model.encode_first_stage(pixels.to(self.device, self.dtype))  # no_grad inside ldm
+        dist = self.model.encode_first_stage(pixels.to(self.device, self._vae_dtype()))  # no_grad inside ldm
         return dist.mean.float() * self.scale_factor, dist.std.float() * self.scale_factor
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.model.decode_first_stage(latents.to(self.device, self.dtype)).float().clamp(-1, 1)
+        return self.model.decode_first_stage(latents.to(self.device, self._vae_dtype())).float().clamp(-1, 1)
+
+    def _vae_dtype(self) -> torch.dtype:
+        """The VAE's own dtype (the WebUI may keep it in fp32 beside an fp16 UNet: --no-half-vae)."""
+        return next(self.model.first_stage_model.parameters()).dtype
 
     def encode_prompts(self, prompts: List[str]) -> torch.Tensor:
         return self.model.cond_stage_model(list(prompts))

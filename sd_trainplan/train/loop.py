@@ -46,11 +46,13 @@ class RunResult:
     val_loss: Optional[float]
 
 
-def prepare_checks(cfg: TrainConfig, world: int = 1) -> Dataset:
-    """Every check that needs no model: config fields, the model path, the dataset. All problems
-    are reported together, each naming its field or file."""
+def prepare_checks(cfg: TrainConfig, world: int = 1, check_model: bool = True) -> Dataset:
+    """Every check that needs no model: config fields, the model path (unless the caller brings
+    the model, as the WebUI does), the dataset. All problems are reported together, each naming
+    its field or file."""
     problems = check_config(cfg)
-    if cfg.model not in ("tiny", "random-sd1", "random-sd2") and not Path(cfg.model).expanduser().exists():
+    known = ("tiny", "random-sd1", "random-sd2")
+    if check_model and cfg.model not in known and not Path(cfg.model).expanduser().exists():
         problems.append(f"model: {cfg.model} does not exist (give 'tiny', a diffusers folder or a .safetensors file)")
     if cfg.optimizer == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
         problems.append("optimizer: adamw8bit needs the bitsandbytes package, which is not installed; install it"
@@ -78,10 +80,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_for(cfg: TrainConfig, device: torch.device):
-    """(context factory, GradScaler or None). Mixed precision keeps fp32 master weights."""
+def autocast_for(cfg: TrainConfig, device: torch.device, weights: torch.dtype = torch.float32):
+    """(context factory, GradScaler or None). Mixed precision keeps fp32 master weights.
+    `weights` is the frozen weights' dtype: 'auto' on fp16 weights (the WebUI's half-precision
+    model) trains in fp16 autocast with loss scaling, as the WebUI's own trainer does."""
     precision = cfg.precision
-    if precision == "auto":
+    if precision == "auto" and weights == torch.float16 and device.type == "cuda":
+        precision = "fp16"
+    elif precision == "auto":
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "fp32":
         return contextlib.nullcontext, None
@@ -98,7 +104,7 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     recording CUDA graphs, on any device (to check it against eager mode)."""
     emit = Emitter(list(sinks) if procs.main else [])
     # ---- 1. check everything before any model work -------------------------------------------
-    data = prepare_checks(cfg, procs.world)
+    data = prepare_checks(cfg, procs.world, check_model=adapter is None)
     device = adapter.device if adapter is not None else (procs.device or pick_device(cfg.device))
     run_dir = Path(resume) if resume else (new_run_dir(cfg) if procs.main else None)
     run_dir = Path(broadcast(procs, str(run_dir)))
@@ -152,7 +158,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     trainable = [p for g in params for p in g["params"]]
     opt = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay, device)
     schedule = lr_schedule(cfg)
-    autocast, scaler = autocast_for(cfg, device)
+    autocast, scaler = autocast_for(cfg, device, getattr(adapter, "dtype", torch.float32))
     start = 0
     if resume:
         found = latest_checkpoint(run_dir)

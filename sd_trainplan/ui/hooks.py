@@ -15,6 +15,10 @@ Contract (both the page and the host code against it):
 - restore(): called when a job ends in any way (e.g. put the loaded model's weights back).
 - output_dir: default output folder for runs; notice: an HTML note shown above the trainer
   (e.g. "training needs AUTOMATIC1111 or standalone mode" on Forge); can_train: False hides Start.
+
+In the WebUI, javascript/trainplan.js puts a run into the WebUI's own progress bar when a button
+of the tab whose elem_id starts with `stp_` and ends with `start`, `train`, `resume` or
+`lr_range` is clicked (the run's task id comes from GET /sd_trainplan/train; see host/hooks.py).
 """
 from __future__ import annotations
 

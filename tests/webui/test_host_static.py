@@ -19,7 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "sd_trainplan"
 HOST_PATH = ["models/ldm_adapter.py", "models/tiny_ldm.py", "train", "plan", "models/adapter.py",
-             "models/token_splice.py", "models/clip_vocab.py", "models/ldm_names.py"]
+             "models/token_splice.py", "models/clip_vocab.py", "models/ldm_names.py", "host", "ui"]
+# run by the WebUI itself: its installer hook and the script it loads at start-up
+HOST_ENTRY = ["install.py", "scripts/trainplan.py"]
 
 # torch APIs newer than 2.1: the release each first appeared in, and the 2.1 spelling where there
 # is one. Checked against the torch 2.1.2 wheel, where none of them resolves (run this file under
@@ -42,7 +44,7 @@ MUST_PASS = {"torch.load": ("weights_only", "default flipped from False to True 
 
 
 def host_files() -> List[Path]:
-    files: List[Path] = []
+    files: List[Path] = [ROOT / rel for rel in HOST_ENTRY]
     for rel in HOST_PATH:
         p = PKG / rel
         files += sorted(p.rglob("*.py")) if p.is_dir() else [p]

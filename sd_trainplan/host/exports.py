@@ -1,0 +1,54 @@
+"""A finished run's file, put where the WebUI looks for it.
+
+- Textual Inversion: the embeddings folder, named after the token (the WebUI names an embedding
+  after its file, so the word trained is the word to type), then
+  `embedding_db.load_textual_inversion_embeddings(force_reload=True)`: usable in txt2img at once.
+- LoRA: models/Lora (kohya keys; the Lora extension lists it after a refresh of its cards).
+- Dreambooth: models/Stable-diffusion, and the checkpoint list refreshed; the loaded model is put
+  back to the original (session.py): the new checkpoint is used by choosing it in the dropdown.
+A name already taken gets a suffix (-1, -2, ...): nothing is overwritten.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+from ..train.atomic import atomic_write, unique_path
+
+
+def file_stem(name: str) -> str:
+    """A name as a file stem, keeping what the WebUI's create_embedding keeps (letters, digits, ._- )."""
+    return "".join(c for c in name if c.isalnum() or c in "._- ").strip(" .") or "embedding"
+
+
+def place(src: Path, folder: str, stem: str) -> Path:
+    """Copy `src` into `folder` as `stem` + its suffix, atomically, under a free name."""
+    dest = unique_path(Path(folder) / f"{stem}{src.suffix}")
+    return atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def register_embedding(path: Path, embedding_db) -> str:
+    """Make the WebUI load the folder the embedding is in, and reload; returns the name to type."""
+    folder = os.path.abspath(str(path.parent))
+    known = {os.path.abspath(p) for p in embedding_db.embedding_dirs}
+    if folder not in known:  # a folder set in our settings that the WebUI does not read yet
+        embedding_db.add_embedding_dir(folder)
+    embedding_db.load_textual_inversion_embeddings(force_reload=True)
+    return path.stem
+
+
+def refresh_lora_list() -> Optional[str]:
+    networks = sys.modules.get("networks")  # the built-in Lora extension, when loaded
+    refresh = getattr(networks, "list_available_networks", None)
+    if refresh is None:
+        return None
+    refresh()
+    return "LoRA list refreshed"
+
+
+def refresh_checkpoints() -> None:
+    from modules import sd_models
+    sd_models.list_models()

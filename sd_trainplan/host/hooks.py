@@ -1,0 +1,154 @@
+"""UiHooks for the WebUI: the page's trainer runs on the WebUI's loaded model, in its queue.
+
+- load_adapter: checks the loaded model (session.py, loaded_model.py) and wraps `shared.sd_model`
+  in the ldm adapter as it is (adapter.py).
+- wrap_job: `modules.call_queue.wrap_gradio_gpu_call`, so a run holds the WebUI's queue lock
+  (never beside txt2img), under a task id of its own that the page's progress bar follows
+  (/internal/progress; the id is in GET /sd_trainplan/train).
+- sinks: shared.state (job_count, job_no, textinfo, the preview image) and the run's status.
+- should_stop: `shared.state.interrupted` (the WebUI's Interrupt, /sdapi/v1/interrupt).
+- after_job: the result into the WebUI's folders; an embedding is registered at once.
+- restore: the loaded model left as it was (always: Stop, error and completion).
+On Forge the planner works and training is off, with a notice (see `forge_hooks`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from ..ui.hooks import UiHooks
+from . import exports, settings
+from .session import RunOnLoadedModel
+from .state_sink import JobStatus, StateSink
+
+STATUS = JobStatus()  # one WebUI process, one queue: one run at a time
+
+A1111_NOTICE = ("Training here uses the checkpoint loaded in the WebUI: no second copy, no conversion, no download."
+                " Textual Inversion and LoRA never change its weights; Dreambooth trains them in place and puts"
+                " them back when the run ends (the new checkpoint goes to models/Stable-diffusion). A run waits"
+                " for txt2img/img2img to finish, and the WebUI's Interrupt stops it.")
+FORGE_NOTICE = ("Forge: the planner works here, training does not. Forge holds its model in its own inference"
+                " wrappers (no Stability-AI ldm model, no embedding database) that this trainer cannot train"
+                " cleanly. Train in AUTOMATIC1111 1.10 or standalone (python -m sd_trainplan ui).")
+
+
+class WebUiHost:
+    def __init__(self, status: JobStatus = STATUS, log: Callable[[str], None] = print):
+        self.status = status
+        self.log = log
+        self.run: Optional[RunOnLoadedModel] = None
+
+    # --- model --------------------------------------------------------------------------------
+    def load_adapter(self, cfg):
+        from modules import devices, lowvram, sd_hijack, shared
+        from modules.textual_inversion.textual_inversion import Embedding
+        from .adapter import WebUiLdmAdapter
+        if self.run is not None:  # a job that ended without restore(): put that model back first
+            self.restore()
+        model = shared.sd_model
+        run = RunOnLoadedModel(model, cfg, shared.cmd_opts, shared.opts, devices.device, lowvram, note=self.note)
+        run.start()
+        self.run = run
+        try:
+            info = getattr(model, "sd_checkpoint_info", None)
+            source = f"the WebUI's loaded model {getattr(info, 'name_for_extra', '') or ''}".strip()
+            adapter = WebUiLdmAdapter(model, devices.device, sd_hijack.model_hijack.embedding_db, Embedding,
+                                      source=source)
+            adapter.on_token = lambda tv: run.cleanups.append(lambda: adapter.remove_token(tv))
+        except BaseException:
+            self.restore()
+            raise
+        self.status.set(method=cfg.method, notes=list(run.notes))
+        return adapter
+
+    def restore(self) -> None:
+        run, self.run = self.run, None
+        if run is not None:
+            run.finish()
+        from modules import devices
+        devices.torch_gc()
+
+    # --- queue, progress, stop ----------------------------------------------------------------
+    def wrap_job(self, fn: Callable) -> Callable:
+        def job(*args, **kwargs):
+            from modules import call_queue, progress
+            box: Dict[str, Any] = {}
+
+            def inside_queue(id_task, *a, **kw):  # wrap_gradio_gpu_call passes the task id first
+                try:
+                    box["result"] = fn(*a, **kw)
+                except BaseException as e:  # noqa: BLE001 - raised again outside the WebUI's wrapper
+                    box["error"] = e
+                return [""]  # the WebUI's wrapper appends its timing HTML to the last output
+
+            id_task = progress.create_task_id("sd_trainplan")
+            self.status.queued(id_task)
+            call_queue.wrap_gradio_gpu_call(inside_queue, extra_outputs=[None])(id_task, *args, **kwargs)
+            if "error" in box:
+                self.status.set(state="error", message=f"{type(box['error']).__name__}: {box['error']}")
+                raise box["error"]
+            if self.status.snapshot().get("state") in ("queued", "running"):
+                self.status.set(state="done")
+            return box.get("result")
+        return job
+
+    def should_stop(self) -> bool:
+        from modules import shared
+        return bool(getattr(shared.state, "interrupted", False))
+
+    def note(self, text: str) -> None:
+        self.log(f"[sd_trainplan] {text}")
+        from modules import shared
+        if shared.state is not None:
+            shared.state.textinfo = f"<p>{text}</p>"
+
+    # --- results ------------------------------------------------------------------------------
+    def after_job(self, cfg, result) -> Optional[Path]:
+        src = getattr(result, "export_path", None)
+        if not src:
+            return None
+        src = Path(src)
+        from modules import sd_hijack
+        if cfg.method == "ti":
+            dest = exports.place(src, settings.folder("sd_trainplan_embeddings_dir"), exports.file_stem(cfg.token))
+            if self.run is not None:  # the run's own embedding out first, then the file's in
+                for clean in self.run.cleanups:
+                    clean()
+                self.run.cleanups = []
+            name = exports.register_embedding(dest, sd_hijack.model_hijack.embedding_db)
+            message = f"embedding '{name}' saved to {dest} and loaded: type {name} in a prompt"
+        elif cfg.method == "lora":
+            dest = exports.place(src, settings.folder("sd_trainplan_lora_dir"), cfg.name)
+            exports.refresh_lora_list()
+            message = f"LoRA saved to {dest}: use <lora:{dest.stem}:1> (refresh the Lora cards to see it)"
+        else:
+            dest = exports.place(src, settings.folder("sd_trainplan_checkpoints_dir"), cfg.name)
+            exports.refresh_checkpoints()
+            message = (f"checkpoint saved to {dest}; the loaded model is the original again: choose {dest.name}"
+                       " in the checkpoint dropdown to use the new one")
+        self.status.set(exported=str(dest), message=message)
+        self.note(message)
+        return dest
+
+
+def make_hooks(host: Optional[WebUiHost] = None) -> UiHooks:
+    """The hooks for the WebUI this runs in (AUTOMATIC1111, or Forge: planner only)."""
+    from .webui import is_forge
+    if is_forge():
+        return forge_hooks()
+    host = host or WebUiHost()
+    return UiHooks(load_adapter=host.load_adapter, wrap_job=host.wrap_job,
+                   sinks=[host.status, StateSink(_shared_state, host.status)],
+                   should_stop=host.should_stop, after_job=host.after_job, restore=host.restore,
+                   output_dir=settings.folder("sd_trainplan_runs_dir"), notice=A1111_NOTICE, can_train=True,
+                   host_name="AUTOMATIC1111")
+
+
+def forge_hooks() -> UiHooks:
+    return UiHooks(output_dir=settings.folder("sd_trainplan_runs_dir"), notice=FORGE_NOTICE, can_train=False,
+                   host_name="Forge")
+
+
+def _shared_state():
+    from modules import shared
+    return shared.state

@@ -1,0 +1,46 @@
+"""The Train Planner tab: the page (planner, and trainer where the page has one) plus the
+WebUI's own pieces above it: the host's notice, the WebUI's progress bar and live preview for a
+run (javascript/trainplan.js attaches them with the WebUI's requestProgress), Interrupt, and
+"Apply to the WebUI's Train tab" (javascript/trainplan.js writes the plan into the built-in
+Textual Inversion fields). Works on gradio 3.41 (AUTOMATIC1111) and 4.40 (Forge).
+"""
+from __future__ import annotations
+
+import inspect
+from html import escape
+
+from ..ui.hooks import UiHooks
+
+PROGRESS_HTML = ('<div class="stp-webui-progress"><div id="stp_webui_progress"></div>'
+                 '<div id="stp_webui_preview" class="stp-webui-preview"></div>'
+                 '<div id="stp_webui_textinfo" class="stp-webui-textinfo"></div></div>')
+
+
+def build_page(hooks: UiHooks):
+    """The page from ui/: given the hooks when its builder takes them (the trainer panel does)."""
+    from ..ui.planner_panel import build_planner
+    if "hooks" in inspect.signature(build_planner).parameters:
+        return build_planner(hooks=hooks)
+    return build_planner()
+
+
+def build_tab(hooks: UiHooks):
+    import gradio as gr
+    page = build_page(hooks)
+    with gr.Blocks(analytics_enabled=False) as tab:
+        with gr.Row(elem_id="stp_webui_row", elem_classes=["stp-webui-row"]):
+            with gr.Column(scale=5, min_width=320):
+                gr.HTML(f'<div class="stp-webui-notice">{escape(hooks.notice)}</div>', elem_id="stp_webui_notice")
+                gr.HTML(PROGRESS_HTML, elem_id="stp_webui_progress_box")
+            with gr.Column(scale=2, min_width=220):
+                gr.Button("Apply to the WebUI's Train tab", elem_id="stp_apply_webui_train")
+                if hooks.can_train:
+                    stop = gr.Button("Interrupt", elem_id="stp_webui_interrupt")
+                    stop.click(fn=interrupt, inputs=[], outputs=[], queue=False)
+        page.render()
+    return tab
+
+
+def interrupt() -> None:
+    from modules import shared
+    shared.state.interrupt()
