@@ -88,7 +88,7 @@ def write_case(case: Path, parameterization: str, seed: int, data: Path) -> dict
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory, dataset):
     if not STANDALONE.exists():
-        pytest.skip(f"needs the standalone environment with diffusers ({STANDALONE}); run `make envs`")
+        pytest.fail(f"needs the standalone environment with diffusers ({STANDALONE}): `make test` builds it")
     root = tmp_path_factory.mktemp("cross")
     made = {p: write_case(root / p, p, seed, dataset) for p, seed in CASES.items()}
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
