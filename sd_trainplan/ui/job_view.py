@@ -43,8 +43,9 @@ def _bar(frac: float, state: str, label: str) -> str:
 def progress_html(job: Optional[Job], kind: str = "train") -> str:
     if job is None:
         return f'<div class="stp-progress stp-progress-idle" data-state="idle"><p>{escape(IDLE[kind])}</p></div>'
-    step = job.last("step")
-    done, total = (step.step, step.total) if step else (0, getattr(job.cfg, "steps", 0))
+    step = job.last("step")  # the last logged update (loss, LR)
+    at = job.last("step", "stopped", "done")  # where the run is (a stop can fall between log updates)
+    done, total = (at.step, at.total) if at else (0, getattr(job.cfg, "steps", 0))
     frac = done / total if total else 0.0
     facts: List[str] = []
     if step is not None and step.loss is not None:
@@ -67,8 +68,8 @@ def progress_html(job: Optional[Job], kind: str = "train") -> str:
                 "stopped": f'<span class="stp-phase">stopped at update {done} of {total}</span>',
                 "error": '<span class="stp-phase">failed</span>'}[job.status]
     label = f"{done} / {total} updates · {frac * 100:.0f}%"
-    return (f'<div class="stp-progress stp-progress-{state}" data-state="{state}" data-step="{done}"'
-            f' data-total="{total}">{_bar(frac, state, label)}<div class="stp-progress-facts">{head}'
+    return (f'<div class="stp-progress stp-progress-{state}" data-state="{state}" data-job="{job.id}"'
+            f' data-step="{done}" data-total="{total}">{_bar(frac, state, label)}<div class="stp-progress-facts">{head}'
             f'<span>{" · ".join(escape(f) for f in facts)}</span></div></div>')
 
 
@@ -126,7 +127,10 @@ def range_points(job: Job) -> List[dict]:
     """The sweep so far: validation loss by LR (the LR of the update each point follows)."""
     result = job.result
     if result is not None and getattr(result, "points", None) is not None:
-        return list(result.points)
+        # before the first update the linear sweep's LR is 0 (the result files put it at the first LR,
+        # for a log axis)
+        linear = getattr(result, "mode", "linear") == "linear"
+        return [dict(p, lr=0.0) if linear and p.get("step") == 0 else p for p in result.points]
     lr_at = {ev.step: ev.lr for ev in job.events if ev.kind == "step" and ev.lr is not None}
     return [{"step": ev.step, "lr": lr_at.get(ev.step, 0.0 if ev.step == 0 else None), "val_loss": ev.val_loss}
             for ev in job.events if ev.kind == "val" and ev.val_loss is not None]

@@ -203,7 +203,13 @@ def split_problems(problems: Sequence[str]) -> FieldCheck:
             messages.setdefault("data", []).append(line)
         else:
             other.append(line)
-    return FieldCheck(None, {k: "; ".join(v) for k, v in messages.items()}, tuple(other))
+    return FieldCheck(None, {k: _shorten(v) for k, v in messages.items()}, tuple(other))
+
+
+def _shorten(texts: List[str], keep: int = 2) -> str:
+    """A field's problems in one message; a long list (every image of a folder) ends with a count."""
+    more = len(texts) - keep
+    return "; ".join(texts[:keep]) + (f"; and {more} more like {'it' if more == 1 else 'these'}" if more > 0 else "")
 
 
 def merge(a: FieldCheck, b: FieldCheck, cfg: Optional[TrainConfig]) -> FieldCheck:

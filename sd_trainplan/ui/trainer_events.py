@@ -180,7 +180,7 @@ def wire_trainer(planner: PlannerPanel, trainer: TrainerPanel, ranger: RangePane
     follow_out = [trainer.progress, trainer.loss_plot, trainer.result, trainer.samples, ranger.progress, ranger.plot,
                   ranger.use_bounds, seen]  # the order of render()'s updates
     follow = follower(runner)
-    quick = dict(queue=False, api_name=False)
+    quick = dict(queue=False, api_name=False, show_progress="hidden")
     stream = compat.stream_event()
 
     def on_method(method: str) -> List[Any]:

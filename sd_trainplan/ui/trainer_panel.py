@@ -154,9 +154,9 @@ def build_range_tab(hooks: UiHooks) -> RangePanel:
                 steps = gr.Textbox(label="Sweep length (updates)", elem_id="stp_lr_range_steps", lines=1, max_lines=1,
                                    placeholder="the planner's sweep_steps, else Weight updates")
             with gr.Row(elem_classes=["stp-buttons"]):
-                start = gr.Button("Run the LR range test", variant="primary", elem_id="stp_lr_range_start",
-                                  visible=hooks.can_train)
-                stop = gr.Button("Stop", variant="stop", elem_id="stp_lr_range_stop", visible=hooks.can_train)
+                start = gr.Button("Run the range test", variant="primary", elem_id="stp_lr_range_start",
+                                  visible=hooks.can_train, scale=2)
+                stop = gr.Button("Stop", variant="stop", elem_id="stp_lr_range_stop", visible=hooks.can_train, scale=1)
             status = gr.HTML("", elem_id="stp_lr_range_status")
             progress = gr.HTML(progress_html(None, "lr_range"), elem_id="stp_lr_range_progress")
             use_bounds = gr.Button("Use these bounds in the plan", variant="secondary", elem_id="stp_lr_use_bounds",
