@@ -5,6 +5,7 @@ Each test runs twice (ids gradio4 / gradio3) against the real app (see test_ui_b
 write into the test's temporary folder; every test leaves no job running behind it.
 """
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from sd_trainplan.ui.fields import preset_values, raw_inputs
 from sd_trainplan.ui.train_fields import field_values
 from sd_trainplan.ui.hooks import STANDALONE
 from sd_trainplan.ui.trainer_panel import start_config
-from ui_harness import cell, choose, click, job_state, message, open_tab, text_input, type_into
+from ui_harness import ROOT, cell, choose, click, job_state, message, open_tab, text_input, type_into
 
 pytestmark = pytest.mark.browser
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -45,9 +46,10 @@ def fill(page, **fields):
 
 def start_new(page, button="stp_train_start", progress="stp_train_progress"):
     """Click a start button; wait until its tab follows a new job that runs; return the job's id."""
-    before = job_state(page, progress).get_attribute("data-job")
+    before = job_state(page, progress).get_attribute("data-job")  # None while the tab shows no job
     click(page, button)
-    expect(job_state(page, progress)).not_to_have_attribute("data-job", before or "none", timeout=30_000)
+    other = re.compile(rf"^(?!{before}$)\d+$" if before else r"^\d+$")
+    expect(job_state(page, progress)).to_have_attribute("data-job", other, timeout=30_000)
     return job_state(page, progress).get_attribute("data-job")
 
 
@@ -62,9 +64,10 @@ def test_apply_fills_the_trainer_fields(page):
     preset = load_presets()["lora_seed001"]
     choose(page, "stp_preset", preset.title)
     type_into(page, "stp_images", "24")
-    expect(cell(page, "frames")).to_have_text("24 images")
     values = preset_values(preset.inputs)
     values["images"] = "24"
+    expect(cell(page, "planned_updates")).to_have_text(value_text(plan_from_raw(raw_inputs(values))
+                                                                  .quantities["planned_updates"]))
     want = field_values(plan_to_train_config(plan_from_raw(raw_inputs(values)), start_config(STANDALONE)))
     click(page, "stp_apply")
     expect(text_input(page, "stp_train_steps")).to_be_visible()  # Apply opens the Train tab
@@ -102,10 +105,11 @@ def test_a_short_run_shows_progress_a_loss_plot_samples_and_the_file(tpage, tmp_
     assert "Traceback" not in page.content()
 
 
-def test_stop_stops_a_longer_run_and_resume_continues_it(tpage, tmp_path, request):
+def test_stop_stops_a_longer_run_and_resume_continues_it(tpage, request):
+    """Also the screenshot of the Train tab (docs/trainer.png): the run goes to the default folder
+    (runs/, as a user's would) and is removed afterwards."""
     page = tpage
-    fill(page, output=tmp_path, name="long", steps=300, batch_size=2, resolution=64, val_every=4, sample_every=8,
-         sample_steps=6)
+    fill(page, steps=300, batch_size=2, resolution=64, val_every=4, sample_every=8, sample_steps=6)
     start_new(page)
     state = job_state(page)
     expect(state).to_have_attribute("data-step", re.compile(r"^([6-9]|\d\d+)$"), timeout=RUN)
@@ -115,7 +119,10 @@ def test_stop_stops_a_longer_run_and_resume_continues_it(tpage, tmp_path, reques
     assert 6 <= stopped_at < 300
     result = page.locator("#stp_train_result .stp-result").first
     expect(result).to_contain_text(f"Stopped at update {stopped_at}")
-    checkpoints = sorted(p.name for p in tmp_path.glob("long-*/checkpoints/step-*.pt"))
+    run = Path(page.locator("#stp_train_result .stp-result-run code").first.inner_text())
+    request.addfinalizer(lambda: shutil.rmtree(run, ignore_errors=True))
+    assert run.parent == ROOT / "runs" and run.name.startswith("demo-")
+    checkpoints = sorted(p.name for p in run.glob("checkpoints/step-*.pt"))
     assert checkpoints[-1] == f"step-{stopped_at:06d}.pt"
 
     fill(page, steps=stopped_at + 8)  # continue it a little further than where it stopped
@@ -123,17 +130,17 @@ def test_stop_stops_a_longer_run_and_resume_continues_it(tpage, tmp_path, reques
     expect(page.locator("#stp_train_status .stp-status")).to_contain_text(f"at update {stopped_at}")
     expect(state).to_have_attribute("data-state", "done", timeout=RUN)
     expect(state).to_have_attribute("data-step", str(stopped_at + 8))
-    expect(page.locator("#stp_train_result .stp-export-path")).to_have_text(re.compile(r"long\.safetensors$"))
-    assert len(list(tmp_path.glob("long-*"))) == 1  # the same run folder, continued
+    expect(page.locator("#stp_train_result .stp-export-path")).to_have_text(str(run / "demo.safetensors"))
     first_val = page.locator("#stp_train_loss_plot circle.stp-s-val").first  # the curve from before the stop
     assert float(first_val.get_attribute("cx")) < 100
+    expect(page.locator("#stp_train_samples img")).to_have_count((stopped_at + 8) // 8)  # the samples too
     page.set_viewport_size({"width": 1440, "height": 1180})
     screenshot(page, request, "trainer")
 
 
-def test_lr_range_test_shows_its_curve_and_bounds_and_feeds_the_planner(tpage, request):
+def test_lr_range_test_shows_its_curve_and_bounds_and_feeds_the_planner(tpage, tmp_path, request):
     page = tpage
-    fill(page, batch_size=2, resolution=64)
+    fill(page, output=tmp_path, batch_size=2, resolution=64)
     open_tab(page, "LR range test")
     type_into(page, "stp_lr_range_max", "0.01")
     type_into(page, "stp_lr_range_steps", "8")

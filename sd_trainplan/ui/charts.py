@@ -60,8 +60,11 @@ def legend_html(lines: Sequence[Line], extra: str = "") -> str:
 
 def line_chart(lines: Sequence[Line], xlabel: str, aria: str, x_range: Optional[Tuple[float, float]] = None,
                band: Optional[Tuple[float, float]] = None, marks: Sequence[Mark] = (),
-               x_label: Callable[[float], str] = short, empty: str = "waiting for the first points") -> str:
-    """One SVG: grid, axes with round ticks, an optional shaded x band, vertical marks, the lines."""
+               x_label: Callable[[float], str] = short, empty: str = "waiting for the first points",
+               size: Tuple[int, int] = (W, H)) -> str:
+    """One SVG: grid, axes with round ticks, an optional shaded x band, vertical marks, the lines.
+    `size`: the viewBox, about the width the chart gets on the page (so its text keeps its size)."""
+    W, H = size
     pts = [p for l in lines for p in l.points if _finite(p)]
     out = [f'<svg class="stp-chart" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(aria)}"'
            ' xmlns="http://www.w3.org/2000/svg">']

@@ -83,13 +83,14 @@ def loss_chart_html(job: Optional[Job]) -> str:
                   "stp-s-stable", dots=True),
              Line("validation loss", [(ev.step, ev.val_loss) for ev in vals if ev.val_loss is not None],
                   "stp-s-val", dots=True)]
-    total = max([ev.total for ev in events if ev.total] or [getattr(job.cfg, "steps", 1) if job else 1])
+    now = job.last("step", "start", "stopped", "done") if job else None  # this job's length (not the stopped run's)
+    total = (now.total if now and now.total else getattr(job.cfg, "steps", 1)) if job else 1
     note = ""
     if job is not None and not vals and not getattr(job.cfg, "val_every", 0):
         note = '<span class="stp-legend-note">set "Validate every N" for the validation curves</span>'
     svg = line_chart(lines, "weight update", "loss by weight update", x_range=(0, total),
                      x_label=lambda x: str(int(round(x))),
-                     empty="the loss appears here once training starts" if job else "no run yet")
+                     empty="the loss appears here once training starts" if job else "no run yet", size=(480, 220))
     return (f'<div class="stp-plot stp-loss-plot"><div class="stp-plot-title">Loss</div>'
             f'{legend_html(lines, note)}{svg}</div>')
 

@@ -73,6 +73,11 @@ class Job:
                 return ev
         return None
 
+    def position(self) -> int:
+        """Updates done (a stop can fall between two logged updates)."""
+        ev = self.last("step", "stopped", "done")
+        return ev.step if ev else 0
+
     def end(self, status: str, result: Any = None, error: str = "") -> None:
         self.status, self.result, self.error, self.ended = status, result, error, time.time()
         self.version += 1
@@ -92,12 +97,16 @@ class JobRunner:
     def busy(self) -> bool:
         return self.current is not None and self.current.running
 
-    def start(self, kind: str, cfg: Any, work: Work, resume: Optional[str] = None,
-              history: Optional[List[Event]] = None) -> Job:
+    def start(self, kind: str, cfg: Any, work: Work, resume: Optional[str] = None, before: Optional[Job] = None) -> Job:
+        """Run `work` in a new thread. `before`: the job whose run this one continues (its loss curve
+        and samples stay on the page)."""
         with self._lock:
             if self.busy():
                 raise Busy(f"a {_name(self.current.kind)} is running (update {self.progress()}); stop it first")
-            job = Job(next(self._ids), kind, cfg, resume, history=list(history or []))
+            job = Job(next(self._ids), kind, cfg, resume)
+            if before is not None:
+                job.history = [ev for ev in before.history + before.events if ev.kind in ("step", "val")]
+                job.samples = list(before.samples)
             self.current = self.latest[kind] = job
             self.thread = threading.Thread(target=self._run, args=(job, work), name=f"sd_trainplan-{kind}-{job.id}",
                                            daemon=True)

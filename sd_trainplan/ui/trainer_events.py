@@ -213,7 +213,8 @@ def wire_trainer(planner: PlannerPanel, trainer: TrainerPanel, ranger: RangePane
                                                    compat.select_tab("train"), hidden_values(cfg)])
 
     planner.apply.click(on_apply, [trainer.hidden] + pcomps + tcomps,
-                        tcomps + tmsgs + [planner.apply_message, trainer.status, tabs, trainer.hidden], **quick)
+                        tcomps + tmsgs + [planner.apply_message, trainer.status, tabs, trainer.hidden],
+                        scroll_to_output=True, **quick)  # to the top of the Train tab's fields
 
     def on_start(hidden: Dict[str, Any], *vals: Any) -> List[Any]:
         check = check_start(dict(zip(TRAIN_KEYS, vals)), hidden, hooks)
@@ -292,7 +293,7 @@ def resume_job(runner: JobRunner, values: Dict[str, Any]) -> str:
         cfg = read_run_config(job.run_dir)
     except (OSError, ConfigError, ValueError) as e:
         return note("error", f"Cannot resume {_esc(job.run_dir)}: {_esc(str(e))}")
-    done = job.last("step").step if job.last("step") else 0
+    done = job.position()
     try:
         wanted = int(float(str(values.get("steps") or "").strip() or 0))
     except ValueError:
@@ -302,9 +303,8 @@ def resume_job(runner: JobRunner, values: Dict[str, Any]) -> str:
         return note("warn", f"The last run finished all its {done} updates. Raise Weight updates above {done} to"
                     " train it further, then Resume.")
     cfg = with_ui_logging(cfg.replace(steps=steps))
-    history = [ev for ev in job.history + job.events if ev.kind in ("step", "val")]
     try:
-        runner.start(TRAIN, cfg, train_work(cfg, resume=job.run_dir), resume=job.run_dir, history=history)
+        runner.start(TRAIN, cfg, train_work(cfg, resume=job.run_dir), resume=job.run_dir, before=job)
     except Busy as e:
         return note("error", f"Not resumed: {_esc(str(e))}.")
     return note("ok", f"Resuming {_esc(job.run_dir)} at update {done}, up to {steps}.")
