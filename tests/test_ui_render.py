@@ -170,3 +170,4 @@ def test_ui_code_parses_as_python_3_10_and_imports_no_3_11_module():
         names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not names & {"tomllib", "wsgiref.types"}, path
+        assert "modules" not in names, f"{path}: only sd_trainplan/host/ may import the WebUI's modules.*"

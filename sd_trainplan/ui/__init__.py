@@ -7,7 +7,7 @@ from typing import Any
 
 __all__ = ["PlannerPanel", "UiHooks", "build_page", "build_planner", "build_planner_panel"]
 _WHERE = {"PlannerPanel": "planner_panel", "build_planner_panel": "planner_panel", "build_page": "page",
-          "build_planner": "page", "UiHooks": "hooks"}
+          "build_planner": "page", "UiHooks": "hooks"}  # planner_panel.build_planner is the same page
 
 
 def __getattr__(name: str) -> Any:

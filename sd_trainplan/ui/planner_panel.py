@@ -45,6 +45,14 @@ class PlannerPanel:
         return [self.inputs[k] for k in KEYS]
 
 
+def build_planner(css: Optional[str] = None, theme: Any = None, title: str = "Train Planner", hooks: Any = None,
+                  model: str = "") -> gr.Blocks:
+    """The whole page (Plan, Train and LR range test tabs) as a Blocks; see page.build_planner. Kept
+    here because hosts import it from this module."""
+    from .page import build_planner as build
+    return build(css=css, theme=theme, title=title, hooks=hooks, model=model)
+
+
 def _component(w: Widget, value: Any) -> Any:
     common = dict(label=w.label, elem_id=w.elem_id, interactive=True)
     if w.kind == "text":

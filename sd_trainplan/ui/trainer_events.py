@@ -11,6 +11,7 @@ worker busy even while nothing runs.) A page opened later attaches to a running 
 from __future__ import annotations
 
 import time
+from html import escape
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gradio as gr
@@ -61,8 +62,8 @@ def with_ui_logging(cfg: TrainConfig) -> TrainConfig:
 
 
 def problems_html(check: FieldCheck, what: str = "nothing was started") -> str:
-    items = [f"<li><b>{w.label}</b>: {_esc(check.messages[w.key])}</li>" for w in ALL_TRAIN if w.key in check.messages]
-    items += [f"<li>{_esc(line)}</li>" for line in check.other]
+    items = [f"<li><b>{w.label}</b>: {escape(check.messages[w.key])}</li>" for w in ALL_TRAIN if w.key in check.messages]
+    items += [f"<li>{escape(line)}</li>" for line in check.other]
     n = check.count()
     return (f'<div class="stp-status stp-status-error"><b>{n} setting{"s" if n != 1 else ""} to fix</b> (marked beside'
             f' {"each" if n != 1 else "the"} field); {what}.<ul>{"".join(items)}</ul></div>')
@@ -71,11 +72,6 @@ def problems_html(check: FieldCheck, what: str = "nothing was started") -> str:
 def note(kind: str, text: str) -> str:
     cls = {"error": "stp-status-error", "warn": "stp-status-warn"}.get(kind, "stp-status-ok")
     return f'<div class="stp-status {cls}">{text}</div>'
-
-
-def _esc(text: str) -> str:
-    from html import escape
-    return escape(text)
 
 
 def message_updates(check: Optional[FieldCheck]) -> List[Any]:
@@ -220,10 +216,11 @@ def wire_trainer(planner: PlannerPanel, trainer: TrainerPanel, ranger: RangePane
         check = check_start(dict(zip(TRAIN_KEYS, vals)), hidden, hooks)
         if not check.ok:
             return message_updates(check) + [problems_html(check)]
+        cfg = with_ui_logging(check.cfg)
         try:
-            runner.start(TRAIN, with_ui_logging(check.cfg), train_work(with_ui_logging(check.cfg)))
+            runner.start(TRAIN, cfg, train_work(cfg))
         except Busy as e:
-            return message_updates(None) + [note("error", f"Not started: {_esc(str(e))}.")]
+            return message_updates(None) + [note("error", f"Not started: {escape(str(e))}.")]
         return message_updates(None) + [note("ok", f"Started: {check.cfg.method} for {check.cfg.steps} updates.")]
 
     trainer.start.click(on_start, [trainer.hidden] + tcomps, tmsgs + [trainer.status], **quick).then(
@@ -250,12 +247,12 @@ def wire_trainer(planner: PlannerPanel, trainer: TrainerPanel, ranger: RangePane
             return message_updates(check) + [problems_html(check, "fix them on the Train tab; the test was not started")]
         max_lr, steps, problems = sweep_settings(max_text, steps_text, pvals, check.cfg)
         if problems:
-            return message_updates(None) + [note("error", "<br>".join(_esc(p) for p in problems))]
+            return message_updates(None) + [note("error", "<br>".join(escape(p) for p in problems))]
         cfg = check.cfg.replace(lr=max_lr, steps=steps)
         try:
             runner.start(LR_RANGE, cfg, range_work(cfg, max_lr, steps))
         except Busy as e:
-            return message_updates(None) + [note("error", f"Not started: {_esc(str(e))}.")]
+            return message_updates(None) + [note("error", f"Not started: {escape(str(e))}.")]
         return message_updates(None) + [note("ok", f"Sweeping the LR from 0 to {fmt(max_lr)} over {steps} updates"
                                              f" ({check.cfg.method}, BS {check.cfg.batch_size}, GA 1).")]
 
@@ -292,7 +289,7 @@ def resume_job(runner: JobRunner, values: Dict[str, Any]) -> str:
     try:
         cfg = read_run_config(job.run_dir)
     except (OSError, ConfigError, ValueError) as e:
-        return note("error", f"Cannot resume {_esc(job.run_dir)}: {_esc(str(e))}")
+        return note("error", f"Cannot resume {escape(job.run_dir)}: {escape(str(e))}")
     done = job.position()
     try:
         wanted = int(float(str(values.get("steps") or "").strip() or 0))
@@ -306,5 +303,5 @@ def resume_job(runner: JobRunner, values: Dict[str, Any]) -> str:
     try:
         runner.start(TRAIN, cfg, train_work(cfg, resume=job.run_dir), resume=job.run_dir, before=job)
     except Busy as e:
-        return note("error", f"Not resumed: {_esc(str(e))}.")
-    return note("ok", f"Resuming {_esc(job.run_dir)} at update {done}, up to {steps}.")
+        return note("error", f"Not resumed: {escape(str(e))}.")
+    return note("ok", f"Resuming {escape(job.run_dir)} at update {done}, up to {steps}.")

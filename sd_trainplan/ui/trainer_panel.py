@@ -20,7 +20,7 @@ from .job_view import loss_chart_html, progress_html, range_html
 from .train_fields import SECTIONS, TRAIN_KEYS, TRAIN_WIDGETS, TrainWidget, field_values, hidden_values, shown_for
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "shapes"
-HOST_MODEL = "empty: the model the host has loaded; or a path"
+HOST_MODEL = "empty: the model the host has loaded"
 
 
 @dataclass
