@@ -76,7 +76,7 @@ def notice_html(hooks: UiHooks, model: str = "") -> str:
         return ('<div class="stp-notice stp-notice-demo" id="stp_demo_notice"><b>Demo mode.</b> No model was given, so'
                 ' the trainer uses the built-in <b>tiny</b> model (random weights, for trying the workflow) and the'
                 ' 12 sample images that ship with sd_trainplan (<code>samples/shapes</code>) at 64 px: a run of 40'
-                ' updates takes about a minute on a CPU. For real training put a diffusers folder or a <code>.safetensors</code> checkpoint in'
+                ' updates takes well under a minute on a CPU. For real training put a diffusers folder or a <code>.safetensors</code> checkpoint in'
                 ' <b>Model</b> and your images in <b>Dataset folder</b>.</div>')
     return ""
 
