@@ -3,10 +3,11 @@ page polls.
 
 Pure Python (no gradio). A job is a training run or an LR range test. Start checks nothing
 itself (the caller checks the config first) and returns at once; the job's thread runs the
-work inside the host's `wrap_job` (the WebUI's GPU queue), feeds every event to the job's log
-and to the host's sinks, and stops at the next update when the page's Stop or the host's
-`should_stop` says so. Whatever happens, `restore` runs afterwards and the log ends with
-done, stopped or error: the page always learns how a job ended.
+whole job inside the host's `wrap_job` (the WebUI's GPU queue): load_adapter, the work,
+after_job (when a file was written) and, whatever happens, restore. It feeds every event to the
+job's log and to the host's sinks, and stops at the next update when the page's Stop or the
+host's `should_stop` says so. The job ends as done, stopped or error: the page always learns how
+a job ended, and the next job can start only once the host has its model back.
 """
 from __future__ import annotations
 
@@ -141,36 +142,37 @@ class JobRunner:
         outcome: Dict[str, Any] = {}
 
         def body() -> None:
-            # Everything happens in here, results included: a host's wrapper (the WebUI's queue) may
-            # swallow exceptions or replace the return value.
+            # The whole job happens in here, inside the host's wrapper (the WebUI's queue lock): the
+            # model, the run, after_job and restore, so nothing else uses the host's model before it
+            # is back as it was. Results are kept here too: a host's wrapper may swallow exceptions
+            # or replace the return value.
             try:
                 adapter = hooks.load_adapter(job.cfg) if hooks.load_adapter is not None else None
                 result = work(adapter, sinks, stop)
                 stopped = bool(getattr(result, "stopped", False)) or (job.kind == LR_RANGE and job.stop_requested)
                 outcome.update(status="stopped" if stopped else "done", result=result)
+                if not stopped and hooks.after_job is not None and getattr(result, "export_path", None):
+                    _safely(lambda: hooks.after_job(job.cfg, result))
             except Exception as e:  # noqa: BLE001 - any failure ends the job with a message, never a hang
                 problems = getattr(e, "problems", None)
                 text = "; ".join(problems) if problems else f"{type(e).__name__}: {e}"
                 traceback.print_exc(file=sys.stderr)
                 _emit(sinks, Event("error", message=text))
                 outcome.update(status="error", error=text)
+            finally:
+                if hooks.restore is not None:
+                    _safely(hooks.restore)
 
         try:
             hooks.wrap_job(body)()
-        except Exception as e:  # noqa: BLE001 - the host's wrapper itself failed
-            traceback.print_exc(file=sys.stderr)
-            outcome.setdefault("status", "error")
-            outcome.setdefault("error", f"{type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - the host's wrapper itself failed (or re-raised ours)
+            if not outcome:
+                traceback.print_exc(file=sys.stderr)
+                outcome.update(status="error", error=f"{type(e).__name__}: {e}")
         finally:
-            # The job counts as running until the host has its model back: no second job meanwhile.
-            if hooks.restore is not None:
-                _safely(hooks.restore)
-            if outcome.get("status") == "done" and hooks.after_job is not None \
-                    and getattr(outcome.get("result"), "export_path", None):
-                _safely(lambda: hooks.after_job(job.cfg, outcome["result"]))
             if not outcome:  # the wrapper never called the job (e.g. a host queue that refused it)
                 outcome.update(status="error", error="the host did not run the job")
-            job.end(**outcome)
+            job.end(**outcome)  # only now may the next job start: the host has its model back
 
 
 def _emit(sinks, ev: Event) -> None:
