@@ -84,8 +84,12 @@ def test_a_job_runs_under_the_hosts_hooks():
                 calls.append("unlock")
         return wrapped
 
-    hooks = UiHooks(load_adapter=lambda cfg: "host-model", wrap_job=wrap, sinks=[seen.append],
-                    after_job=lambda cfg, r: calls.append(("after", r.export_path)), restore=lambda: calls.append("restore"))
+    def after(cfg, result):
+        calls.append(("after", result.export_path))
+        return "/webui/models/Lora/x.safetensors"  # where the host put it
+
+    hooks = UiHooks(load_adapter=lambda cfg: "host-model", wrap_job=wrap, sinks=[seen.append], after_job=after,
+                    restore=lambda: calls.append("restore"))
     runner = JobRunner(hooks)
     got = {}
 
@@ -99,6 +103,7 @@ def test_a_job_runs_under_the_hosts_hooks():
     assert calls == ["lock", ("after", "/tmp/fake-run/x.safetensors"), "restore", "unlock"]  # all in the queue
     assert [e.kind for e in seen] == [e.kind for e in job.events] == ["start", "step", "step", "step", "done"]
     assert runner.resumable() is job
+    assert "/webui/models/Lora/x.safetensors" in result_html(job)
 
 
 def test_one_job_at_a_time_and_stop_from_the_page_or_the_host():

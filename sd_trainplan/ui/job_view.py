@@ -114,8 +114,11 @@ def result_html(job: Optional[Job]) -> str:
         val = getattr(job.result, "val_loss", None)
         extra = f" Final validation loss {val:.4f}." if val is not None else ""
         if path:
+            placed = (f' The host placed it at <code class="stp-placed-path">{escape(job.placed)}</code>.'
+                      if job.placed and os.path.abspath(job.placed) != os.path.abspath(str(path)) else "")
             return (f'<div class="stp-result stp-result-done" data-state="done"><b>Done.</b> Wrote'
-                    f' <code class="stp-export-path">{escape(os.path.abspath(str(path)))}</code>.{extra}{folder}</div>')
+                    f' <code class="stp-export-path">{escape(os.path.abspath(str(path)))}</code>.{placed}{extra}'
+                    f'{folder}</div>')
         return f'<div class="stp-result stp-result-done" data-state="done"><b>Done.</b>{extra}{folder}</div>'
     return f'<div class="stp-result stp-result-running" data-state="running">{folder}</div>' if folder else ""
 

@@ -12,6 +12,7 @@ a job ended, and the next job can start only once the host has its model back.
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import threading
 import time
@@ -43,6 +44,7 @@ class Job:
     result: Any = None              # RunResult or RangeResult
     error: str = ""
     stop_requested: bool = False
+    placed: str = ""                # where the host's after_job put the file, when it says
     started: float = field(default_factory=time.time)
     ended: Optional[float] = None
     version: int = 0                # bumps on every change: the page redraws only what moved
@@ -152,7 +154,9 @@ class JobRunner:
                 stopped = bool(getattr(result, "stopped", False)) or (job.kind == LR_RANGE and job.stop_requested)
                 outcome.update(status="stopped" if stopped else "done", result=result)
                 if not stopped and hooks.after_job is not None and getattr(result, "export_path", None):
-                    _safely(lambda: hooks.after_job(job.cfg, result))
+                    placed = _safely(lambda: hooks.after_job(job.cfg, result))
+                    if isinstance(placed, (str, os.PathLike)):  # where the host put the file (its folders)
+                        job.placed = str(placed)
             except Exception as e:  # noqa: BLE001 - any failure ends the job with a message, never a hang
                 problems = getattr(e, "problems", None)
                 text = "; ".join(problems) if problems else f"{type(e).__name__}: {e}"
@@ -180,11 +184,12 @@ def _emit(sinks, ev: Event) -> None:
         _safely(lambda: sink(ev))
 
 
-def _safely(fn: Callable[[], Any]) -> None:
+def _safely(fn: Callable[[], Any]) -> Any:
     try:
-        fn()
+        return fn()
     except Exception:  # noqa: BLE001 - a host callback must not break the page's job bookkeeping
         traceback.print_exc(file=sys.stderr)
+        return None
 
 
 def _name(kind: str) -> str:
