@@ -20,9 +20,10 @@ SITE = $(shell $(PY) -c 'import sys; print(f"lib/python{sys.version_info[0]}.{sy
 
 .PHONY: run test test-fast envs bench-plan bench-ui clean
 
-# The Train Planner page on http://127.0.0.1:$(PORT) (gradio 4.40, the standalone app).
+# The Train Planner page on http://127.0.0.1:$(PORT) (gradio 4.40, the standalone app). Its trainer
+# uses the built-in tiny demo model unless MODEL=/path/to/model (diffusers folder or .safetensors).
 run: $(VENV)/.ok-app
-	$(VENV)/bin/python -m sd_trainplan ui --port $(PORT)
+	$(VENV)/bin/python -m sd_trainplan ui --port $(PORT) $(if $(MODEL),--model "$(MODEL)")
 
 # tests/webui runs in the environment pinned like the WebUI (the real ldm code, no diffusers).
 test: $(VENV)/.ok-test $(A1111)/.ok $(CHROMIUM)

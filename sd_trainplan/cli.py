@@ -63,7 +63,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     """Serve the Train Planner page on 127.0.0.1; gradio is imported only here."""
     from .ui.app import serve
-    serve(port=args.port)
+    serve(port=args.port, model=args.model)
     return 0
 
 
@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_train(sub)
     u = sub.add_parser("ui", help="open the Train Planner page (gradio) on 127.0.0.1")
     u.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to serve on (default {DEFAULT_PORT})")
+    u.add_argument("--model", default="", help="the trainer's model: a diffusers folder or a .safetensors file"
+                   " (default: the built-in tiny demo model and the sample images)")
     u.set_defaults(func=cmd_ui)
     return parser
 

@@ -194,11 +194,6 @@ def test_lr_plot_follows_the_schedule(page):
     expect(page.locator("#stp_lr_plot svg")).to_contain_text("warm-up")
 
 
-def test_apply_says_plainly_that_the_trainer_panel_is_not_there_yet(page):
-    page.locator("#stp_apply").click()
-    expect(page.locator("#stp_apply_msg .stp-msg")).to_contain_text("nothing was sent")
-
-
 def test_screenshot_of_the_planner(page, request):
     """Leaves docs/planner.png (gradio 4.40, the standalone app) and docs/planner-gradio3.png."""
     choose(page, "stp_preset", load_presets()["dreambooth_advanced"].title)

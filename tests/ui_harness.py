@@ -132,6 +132,20 @@ def open_more(page) -> None:
         page.locator("#stp_sweep_epochs input").wait_for(state="visible")
 
 
+def open_tab(page, name: str) -> None:
+    """Select one of the page's tabs (Plan, Train, LR range test)."""
+    page.locator("#stp_tabs .tab-nav button", has_text=name).first.click()
+
+
+def click(page, elem_id: str) -> None:
+    page.locator(f"#{elem_id}").first.click()
+
+
+def job_state(page, elem_id: str = "stp_train_progress"):
+    """The progress block of the Train (or LR range test) tab: data-state, data-job, data-step."""
+    return page.locator(f"#{elem_id} .stp-progress").first
+
+
 def have_chromium() -> bool:
     return os.access(CHROMIUM, os.X_OK)
 

@@ -1,4 +1,4 @@
-"""The standalone app: `python -m sd_trainplan ui [--port N]`, served on 127.0.0.1.
+"""The standalone app: `python -m sd_trainplan ui [--model tiny|PATH] [--port N]`, served on 127.0.0.1.
 
 Nothing is fetched at run time: gradio's analytics and version check are off, the theme uses
 the browser's own fonts, and the page's styles come from the repository's style.css (the
@@ -30,14 +30,16 @@ def read_css() -> Optional[str]:
         return None
 
 
-def build_app():
+def build_app(model: str = ""):
+    """The page with the standalone hooks; `model` (a path) replaces the built-in tiny demo model."""
     offline_environment()
     from . import compat
-    from .planner_panel import build_planner
-    return build_planner(css=read_css(), theme=compat.theme(), title="Train Planner · sd_trainplan")
+    from .page import build_planner
+    app = build_planner(css=read_css(), theme=compat.theme(), title="Train Planner · sd_trainplan", model=model)
+    return compat.enable_queue(app)
 
 
-def serve(port: int = DEFAULT_PORT, host: str = HOST) -> None:
-    app = build_app()
+def serve(port: int = DEFAULT_PORT, host: str = HOST, model: str = "") -> None:
+    app = build_app(model)
     print(f"Train Planner: http://{host}:{port}  (Ctrl+C stops it)", flush=True)
     app.launch(server_name=host, server_port=port, show_api=False, inbrowser=False, quiet=True)

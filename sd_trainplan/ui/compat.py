@@ -51,3 +51,39 @@ def theme() -> Any:
     """The default look with local fonts only (no request to a font CDN)."""
     return gr.themes.Default(primary_hue="orange", secondary_hue="blue", neutral_hue="slate",
                              font=SANS, font_mono=MONO)
+
+
+def stream_event() -> Dict[str, Any]:
+    """Keyword arguments for a generator that follows a job (ui/trainer_events.follow).
+
+    Queued (generators need the queue on both versions), no progress overlay, not in the API.
+    gradio 4 runs one event of a kind at a time unless told otherwise: every open page follows
+    the job at once. gradio 3.41 has one worker pool for the whole app, set by `enable_queue`
+    (the WebUI sets 64 itself).
+    """
+    kw: Dict[str, Any] = {"queue": True, "show_progress": "hidden", "api_name": False}
+    if GRADIO_MAJOR >= 4:
+        kw["concurrency_limit"] = None
+    return kw
+
+
+def on_load(fn: Callable, inputs: List[Any], outputs: List[Any], **kw: Any) -> None:
+    """Run `fn` when a page opens. `Blocks.load` needs the Blocks object: the one being built (the
+    tab's own Blocks inside the WebUI, whose events are copied into the WebUI's when it renders)."""
+    from gradio.context import Context
+    root = Context.root_block
+    if root is None:
+        raise RuntimeError("build the page inside a gr.Blocks()")
+    root.load(fn, inputs, outputs, **kw)
+
+
+def enable_queue(blocks: Any, workers: int = 8) -> Any:
+    """The queue the job-following generators need (gradio 4 has it on by default)."""
+    if GRADIO_MAJOR >= 4:
+        return blocks.queue(default_concurrency_limit=workers)
+    return blocks.queue(concurrency_count=workers)
+
+
+def select_tab(tab_id: str) -> Any:
+    """An update that selects the tab with this id (gr.Tabs on both versions)."""
+    return gr.update(selected=tab_id)

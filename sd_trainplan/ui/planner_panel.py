@@ -1,9 +1,9 @@
 """The Train Planner tab's planner panel: inputs on the left, the live plan on the right.
 
-`build_planner()` returns a gr.Blocks (what the WebUI's on_ui_tabs hands back as a tab, and
-what the standalone app serves); `build_planner_panel()` builds the same panel inside a
-Blocks the caller has open, and returns its components so other panels can be wired to it.
-The same code runs on gradio 3.41.2 and 4.40.0 (compat.py holds the one difference).
+`build_planner_panel()` builds the panel inside a Blocks the caller has open and returns its
+components, so the trainer can be wired to it (page.py puts it in the page's Plan tab; the
+page's `build_planner()` is what the WebUI's on_ui_tabs hands back and the standalone app
+serves). The same code runs on gradio 3.41.2 and 4.40.0 (compat.py holds the differences).
 There is no "calculate" button: every input recomputes and redraws the plan at once.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ..plan.presets import Preset, load_presets
 from . import compat
 from .dataset import count_images
 from .fields import ALL, DATASET, SECTIONS, WIDGETS, Widget, preset_values
-from .view import View, apply_note, make_view, preset_note
+from .view import View, make_view, preset_note
 
 DEFAULT_PRESET = "dreambooth_advanced"
 KEYS: Tuple[str, ...] = tuple(w.key for w in ALL)
@@ -39,16 +39,18 @@ class PlannerPanel:
     apply: Any
     apply_message: Any
     presets: Dict[str, Preset]
+    state: Any = None       # gr.State: the inputs the figures on the page are for, and their messages
 
     def input_list(self) -> List[Any]:
         return [self.inputs[k] for k in KEYS]
 
 
-def build_planner(css: Optional[str] = None, theme: Any = None, title: str = "Train Planner") -> gr.Blocks:
-    """A Blocks with the planner panel; `css`/`theme` are for the standalone app (the WebUI brings its own)."""
-    with gr.Blocks(css=css, theme=theme, title=title, analytics_enabled=False) as blocks:
-        build_planner_panel()
-    return blocks
+def build_planner(css: Optional[str] = None, theme: Any = None, title: str = "Train Planner", hooks: Any = None,
+                  model: str = "") -> gr.Blocks:
+    """The whole page (Plan, Train and LR range test tabs) as a Blocks; see page.build_planner. Kept
+    here because hosts import it from this module."""
+    from .page import build_planner as build
+    return build(css=css, theme=theme, title=title, hooks=hooks, model=model)
 
 
 def _component(w: Widget, value: Any) -> Any:
@@ -66,8 +68,9 @@ def _message(w: Widget, html: str) -> Any:
     return gr.HTML(value=html, elem_id=w.msg_id, elem_classes=["stp-msg-box"], visible=bool(html))
 
 
-def build_planner_panel(preset: Optional[str] = DEFAULT_PRESET) -> PlannerPanel:
-    """Build the panel inside the current Blocks (or tab) and wire its events."""
+def build_planner_panel(preset: Optional[str] = DEFAULT_PRESET, root: bool = True) -> PlannerPanel:
+    """Build the panel inside the current Blocks (or tab) and wire its events. `root`: the panel
+    carries the page's #stp_root (its styles); False when the caller's page already does."""
     presets = load_presets()
     by_title = {p.title: name for name, p in presets.items()}
     start = presets.get(preset or "")
@@ -76,7 +79,7 @@ def build_planner_panel(preset: Optional[str] = DEFAULT_PRESET) -> PlannerPanel:
     inputs: Dict[str, Any] = {}
     messages: Dict[str, Any] = {}
 
-    with gr.Column(elem_id="stp_root", elem_classes=["stp-root"]):
+    with gr.Column(elem_id="stp_root" if root else "stp_plan", elem_classes=["stp-root"] if root else []):
         with gr.Row(elem_classes=["stp-header"]):
             with gr.Column(scale=3, min_width=260):
                 gr.HTML('<div class="stp-title"><h2>Train Planner</h2><p>Every figure of a Dreambooth, Textual'
@@ -124,6 +127,18 @@ def _outputs(panel: PlannerPanel) -> List[Any]:
     return [panel.cards, panel.status, panel.plot, panel.tables] + [panel.messages[k] for k in KEYS]
 
 
+def planner_outputs(panel: PlannerPanel) -> List[Any]:
+    """What `redraw` updates: the figures, every field's message, and the panel's state."""
+    return _outputs(panel) + [panel.state]
+
+
+def redraw(values: Dict[str, Any]) -> List[Any]:
+    """Updates for `planner_outputs` after a handler outside the panel set some inputs (e.g. the
+    LR range test's bounds)."""
+    view = make_view(values)
+    return _view_updates(view) + [_shown(view)]
+
+
 def _view_updates(view: View, shown: Optional[Dict[str, str]] = None) -> List[Any]:
     """Updates for the figures and for every field's message; with `shown` (the messages on the
     page), an unchanged message is left alone: fewer updates for the browser to apply."""
@@ -145,7 +160,7 @@ def _shown(view: View) -> List[Any]:
 def _wire(panel: PlannerPanel, by_title: Dict[str, str]) -> None:
     outputs = _outputs(panel)
     comps = panel.input_list()
-    state = gr.State(None)
+    state = panel.state = gr.State(None)
     live = compat.live_event()
 
     def on_change(*vals: Any) -> List[Any]:
@@ -201,9 +216,3 @@ def _wire(panel: PlannerPanel, by_title: Dict[str, str]) -> None:
             if isinstance(comp, gr.Textbox):
                 for trigger in (comp.blur, comp.submit):
                     trigger(on_settle, comps + [state], outputs + [state], **live)
-
-    def on_apply(*vals: Any) -> Any:
-        view = make_view(dict(zip(KEYS, vals)))
-        return gr.update(value=apply_note(view.result), visible=True)
-
-    panel.apply.click(on_apply, comps, [panel.apply_message], queue=False, api_name=False)

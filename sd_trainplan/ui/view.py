@@ -117,15 +117,3 @@ def preset_note(preset: Optional[Preset], kept: Tuple[str, ...] = ()) -> str:
             if kept else "")
     return (f'<div class="stp-preset-note"><div>{escape(preset.description)}</div>'
             f'<div class="stp-preset-source">Source: {escape(preset.source)}</div>{keep}</div>')
-
-
-def apply_note(result: PlanResult) -> str:
-    """What 'Apply to trainer' says until the trainer panel exists: plainly that nothing was sent."""
-    if result.errors:
-        return msg("error", "Fix the marked inputs first; nothing was sent.")
-    p = result.inputs
-    updates, lr = result.value("planned_updates"), result.value("planned_lr")
-    plan = (f"{fmt(updates)} weight updates at LR {fmt(lr)}, BS {p.batch_size}, GA {p.grad_accum}, "
-            f"{p.scheduler} schedule" if updates is not None and lr is not None else "an incomplete plan")
-    return msg("info", "The trainer panel is not part of this build yet, so nothing was sent. When it is, this"
-               f" button will fill it with {plan}.")
