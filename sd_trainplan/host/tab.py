@@ -6,6 +6,7 @@ Textual Inversion fields). Works on gradio 3.41 (AUTOMATIC1111) and 4.40 (Forge)
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from html import escape
 
@@ -26,7 +27,7 @@ def build_page(hooks: UiHooks):
 
 def build_tab(hooks: UiHooks):
     import gradio as gr
-    page = build_page(hooks)
+    page = build_page(dataclasses.replace(hooks, notice=""))  # the notice shows once, above the page
     with gr.Blocks(analytics_enabled=False) as tab:
         with gr.Row(elem_id="stp_webui_row", elem_classes=["stp-webui-row"]):
             with gr.Column(scale=5, min_width=320):
