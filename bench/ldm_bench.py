@@ -83,7 +83,7 @@ def build_ldm(tiny: bool, root: Path, device):
 
 def webui_ti(model, bs: int, res: int, device, steps: int, warm: int = 5) -> dict:
     """The WebUI Train tab's Textual Inversion step, on the model as loaded (attention as shipped)."""
-    from step_bench import peak_alloc_gib, peak_gib, reset_memory, sync
+    from step_bench import peak_alloc_gib, peak_gib, reset_memory, time_steps
     from sd_trainplan.models.token_splice import splice_token
     reset_memory(device)  # the model is already built (and loaded in fp16, as the WebUI holds it)
     clip = model.cond_stage_model
@@ -105,14 +105,7 @@ def webui_ti(model, bs: int, res: int, device, steps: int, warm: int = 5) -> dic
             opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(warm):
-        step()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    dt = (time.perf_counter() - t0) / steps
+    dt = time_steps(step, warm, steps, device)
     return dict(impl="ldm_webui", ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_alloc_gib(device),
                 peak_reserved_gib=peak_gib(device))
 

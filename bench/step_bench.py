@@ -85,6 +85,18 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def time_steps(step, warm: int, steps: int, device) -> float:
+    """Seconds per call of step(), after `warm` calls, over `steps` calls."""
+    for _ in range(warm):
+        step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
 def reset_memory(device):
     import gc
     gc.collect()
@@ -151,14 +163,7 @@ def recipe(method: str, bs: int, res: int, tiny: bool, device, steps: int, warm:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(warm):
-        step()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    dt = (time.perf_counter() - t0) / steps
+    dt = time_steps(step, warm, steps, device)
     flops = unet_flops(unet, bs, res, unet.config.cross_attention_dim, device)
     out = dict(impl="recipe", ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_alloc_gib(device),
                peak_reserved_gib=peak_gib(device), flop_per_step=flops)

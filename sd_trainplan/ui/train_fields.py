@@ -14,26 +14,15 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from ..plan import SCHEDULERS
 from ..plan.quantity import fmt
 from ..train.config import METHODS, TrainConfig, check_config
+from .fields import Widget
 
 ANY = ()  # shown for every method
 
 
 @dataclass(frozen=True)
-class TrainWidget:
-    key: str                 # the TrainConfig field it sets
-    elem_id: str
-    label: str
-    kind: str                # text | dropdown | radio | checkbox
-    section: str
-    choices: Tuple[str, ...] = ()
-    custom: bool = False     # a dropdown that also takes a typed value
-    placeholder: str = ""
-    width: int = 1
+class TrainWidget(Widget):
+    """A planner-page widget that sets a TrainConfig field (`key`), shown for some methods only."""
     methods: Tuple[str, ...] = ANY   # shown only for these methods
-
-    @property
-    def msg_id(self) -> str:
-        return self.elem_id + "_msg"
 
 
 SECTIONS = {

@@ -13,7 +13,6 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..plan import PlanResult, plan_from_raw
 from ..plan.presets import Preset
-from ..plan.quantity import fmt
 from .dataset import FolderCount, count_images
 from .fields import ALL, BY_KEY, DATASET, raw_inputs
 from .plot import lr_plot_html
