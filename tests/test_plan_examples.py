@@ -340,3 +340,11 @@ def test_worked_examples_through_the_cli(flags, expected):
         if id == "epochs":
             got = math.floor(got)
         assert got == pytest.approx(value, rel=1e-9), key
+
+
+def test_constant_with_a_warmup_says_the_warmup_is_ignored():
+    r = plan(images=10, lr=1e-6, warmup=100)
+    assert any(w.field == "warmup" and "constant_with_warmup" in w.message for w in r.warnings)
+    assert "warm-up" not in r.quantities["scheduler_multiplier"].formula
+    r = plan(images=10, lr=1e-6, warmup=100, scheduler="constant_with_warmup")
+    assert not any(w.field == "warmup" for w in r.warnings)

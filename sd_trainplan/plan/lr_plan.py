@@ -38,6 +38,9 @@ def multiplier_figures(s: Sheet, p: PlanInputs, shape_total: int, shape_how: str
     lo = s.value("lr_lo")
     upe = _updates_per_epoch(s)
     sc = plan_schedule(p, shape_total, peak_lr, lo, upe)
+    if p.scheduler == "constant" and p.warmup:
+        s.warn("warmup", f"'constant' has no warm-up (as diffusers' constant): the {p.warmup} warm-up updates are"
+               " ignored; choose constant_with_warmup to ramp the LR up first")
     m = sched.step_multiplier(sc)
     seed = sched.SEED_MULTIPLIERS.get(sc.name, "not in the seed")
     s.put("scheduler_multiplier", m, "x", f"peak LR / mean LR of {_describe(sc)} over {shape_total} updates"
@@ -60,7 +63,7 @@ def _describe(sc: sched.Schedule) -> str:
         return "the WebUI schedule " + ", ".join(f"{fmt(r)}:{u}" for r, u in sc.pieces)
     if sc.name == "cyclical":
         return f"cyclical {fmt(sc.base_lr)}..{fmt(sc.peak_lr)} (half-cycle {sc.step_size})"
-    return sc.name + (f" with {sc.warmup} warm-up" if sc.warmup else "")
+    return sc.name + (f" with {sc.warmup} warm-up" if sc.warmup and sc.name != "constant" else "")
 
 
 def _updates_per_epoch(s: Sheet) -> Optional[int]:
