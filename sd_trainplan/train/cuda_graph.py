@@ -10,8 +10,8 @@ mode, so the graph's memory peaks where an eager step's does.
 
 Capture is attempted only where it can work (CUDA, bf16 or fp32, no loss scaler, conditioning
 cached or encodable from token ids, no prior preservation); otherwise, or if
-capture fails, the loop runs eagerly and says why. With several processes the gradient
-all-reduce (NCCL) is recorded inside the update.
+capture fails, the loop runs eagerly and says why. With several processes the gradients'
+bucketed all-reduces (NCCL), overlapped with the backward pass, are recorded inside the update.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .dist import average_grads
+from .dist import OverlappedAverage
 from .step import StepMath
 
 
@@ -42,12 +42,12 @@ def why_not(cfg, adapter, step: StepMath, scaler, opt, world: int, capture: bool
 
 class GraphedUpdate:
     def __init__(self, step: StepMath, opt, trainable: List[torch.nn.Parameter], max_grad_norm: float,
-                 grad_accum: int, running: torch.Tensor, capture: bool = True):
+                 grad_accum: int, running: torch.Tensor, reducer: OverlappedAverage, capture: bool = True):
         """capture=False runs the very same static-buffer functions without recording them (on
         any device), so the fast path's bookkeeping can be checked against eager mode on a CPU."""
         self.step, self.opt, self.trainable = step, opt, trainable
         self.max_grad_norm, self.ga, self.running = max_grad_norm, grad_accum, running
-        self.capture = capture
+        self.capture, self.reducer = capture, reducer
         self.pool = torch.cuda.graph_pool_handle() if capture else None
         self.graphs: Dict[Tuple[int, int], Tuple[object, list]] = {}
         self._make_capturable()
@@ -72,6 +72,7 @@ class GraphedUpdate:
     def release(self) -> None:
         """Back to eager mode after a failed recording: plain LRs, no half-made gradients."""
         self.graphs.clear()
+        self.reducer.reset()
         self.opt.zero_grad(set_to_none=True)
         for g in self.opt.param_groups:
             if torch.is_tensor(g["lr"]):
@@ -90,15 +91,18 @@ class GraphedUpdate:
         mbs = [self.step.micro(u, m) for m in range(self.ga)]
         return mbs[0].bucket, [self.step.tensors(mb, pinned=self.capture) for mb in mbs]
 
-    def _micros(self, bucket, inputs) -> None:
-        for rows, keys, items, ids in inputs:
+    def _micros(self, bucket, inputs, reduce: bool = False) -> None:
+        for m, (rows, keys, items, ids) in enumerate(inputs):
             loss = self.step.loss(bucket, rows, keys, items, ids) / self.ga
+            if reduce and m == len(inputs) - 1:
+                self.reducer.arm()  # the last micro-batch's backward all-reduces its buckets as they fill
             loss.backward()
             self.running.add_(loss.detach())
+        if reduce:
+            self.reducer.finish()
 
     def _update(self, bucket, inputs) -> None:
-        self._micros(bucket, inputs)
-        average_grads(self.step.procs, self.trainable, self.step.reduce_dtype)  # NCCL's all-reduce is recorded too
+        self._micros(bucket, inputs, reduce=True)  # NCCL's all-reduces are recorded too
         if self.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.trainable, self.max_grad_norm, foreach=True)
         self.opt.step()

@@ -57,6 +57,96 @@ def average_grads(procs: Processes, params, reduce_dtype: Optional[torch.dtype] 
         offset += n
 
 
+class OverlappedAverage:
+    """Averages the gradients across processes while the backward pass is still running, as DDP
+    does: the trainable parameters are split into buckets (in reverse order, roughly the order in
+    which backward produces their gradients), and each bucket's all-reduce starts, on a side stream,
+    as soon as its last gradient is accumulated. Only the update's last micro-batch is reduced
+    (`arm` before its backward, `finish` after). Buckets start strictly in index order, so every
+    process issues the same collectives in the same order. Works recorded in a CUDA graph (NCCL)
+    and eagerly (NCCL or gloo)."""
+
+    def __init__(self, procs: Processes, params, reduce_dtype: Optional[torch.dtype] = None,
+                 bucket_mib: float = 100.0):
+        self.procs, self.dtype = procs, reduce_dtype
+        self.params = [p for p in params if p.requires_grad]
+        self.buckets: list = []
+        size, cur = 0, []
+        for p in reversed(self.params):
+            cur.append(p)
+            size += p.numel() * torch.empty((), dtype=reduce_dtype or p.dtype).element_size()
+            if size >= bucket_mib * 2**20:
+                self.buckets.append(cur)
+                size, cur = 0, []
+        if cur:
+            self.buckets.append(cur)
+        self.where = {p: i for i, b in enumerate(self.buckets) for p in b}
+        self.armed = False
+        self.side = torch.cuda.Stream() if self.params and self.params[0].is_cuda else None
+        self.hooks = [p.register_post_accumulate_grad_hook(self._arrived) for p in self.params] \
+            if procs.world > 1 else []
+
+    def arm(self) -> None:
+        self.armed = self.procs.world > 1
+        if self.armed:
+            self.left = [len(b) for b in self.buckets]
+            self.next, self.inflight = 0, []
+
+    def _arrived(self, p) -> None:
+        if not self.armed:
+            return
+        self.left[self.where[p]] -= 1
+        while self.next < len(self.buckets) and self.left[self.next] == 0:
+            self._launch(self.next)
+
+    def _launch(self, i: int) -> None:
+        import torch.distributed as dist
+        self.next = i + 1
+        grads = [p.grad for p in self.buckets[i] if p.grad is not None]
+        if not grads:
+            return
+        if self.side is not None:  # the side stream waits for the gradients, the compute stream runs on
+            self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side) if self.side is not None else _nothing():
+            flat = torch.empty(sum(g.numel() for g in grads), dtype=self.dtype or grads[0].dtype,
+                               device=grads[0].device)
+            offset = 0
+            for g in grads:
+                flat[offset:offset + g.numel()].copy_(g.view(-1))
+                offset += g.numel()
+            self.inflight.append((grads, flat, dist.all_reduce(flat, async_op=True)))
+
+    def finish(self) -> None:
+        """Wait for every bucket (a bucket with a gradient that never came, from a parameter this
+        update did not use, goes now), then write the averages back into the gradients."""
+        if not self.armed:
+            return
+        while self.next < len(self.buckets):
+            self._launch(self.next)
+        if self.side is not None:
+            self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side) if self.side is not None else _nothing():
+            for grads, flat, work in self.inflight:
+                work.wait()
+                flat.div_(self.procs.world)
+                offset = 0
+                for g in grads:
+                    g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                    offset += g.numel()
+        if self.side is not None:
+            torch.cuda.current_stream().wait_stream(self.side)
+        self.reset()
+
+    def reset(self) -> None:
+        """Disarmed, nothing in flight (also after a failed CUDA-graph recording)."""
+        self.armed, self.inflight = False, []
+
+
+def _nothing():
+    import contextlib
+    return contextlib.nullcontext()
+
+
 def reduce_mean(procs: Processes, value: Optional[float]) -> Optional[float]:
     if procs.world == 1 or value is None:
         return value

@@ -21,7 +21,7 @@ from .batches import UpdateOrder
 from .checkpoint import latest_checkpoint, load_checkpoint, log_metrics, new_run_dir, save_checkpoint, write_config
 from .config import ConfigError, TrainConfig, check_config, lr_schedule
 from .data import Dataset, DataError, load_dataset
-from .dist import Processes, any_true, average_grads, barrier, broadcast, reduce_mean
+from .dist import OverlappedAverage, Processes, any_true, average_grads, barrier, broadcast, reduce_mean
 from .events import Emitter, Sink
 from .images import to_pil
 from .latent_cache import encode_items
@@ -178,7 +178,8 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
             adapter.use_channels_last()  # measured faster at BS 1-4 on an H100, slower at 16
     step = StepMath(cfg, adapter, latents, prompts, prior, order, procs, autocast)
     running = torch.zeros((), device=device)
-    graphed = _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, emit, graph_capture)
+    reducer = OverlappedAverage(procs, trainable, step.reduce_dtype)
+    graphed = _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, reducer, emit, graph_capture)
 
     def validate(step: int):
         val = fixed_grid_loss(adapter, val_latents, val_prompts, cfg.seed, cfg.val_timesteps) if val_latents else None
@@ -215,11 +216,15 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
             probe = GradProbe(trainable, cfg.grad_accum) if measure else None
             for m in range(cfg.grad_accum):
                 loss = step.eager_micro(u, m) / cfg.grad_accum
+                if m == cfg.grad_accum - 1 and not probe:
+                    reducer.arm()  # the last backward all-reduces the gradients in buckets as they fill
                 (scaler.scale(loss) if scaler is not None else loss).backward()
                 running += loss.detach()
                 if probe:
                     probe.after_micro()
-            average_grads(procs, trainable, step.reduce_dtype)
+            reducer.finish()
+            if probe:  # measured updates reduce after the probe has read each process's own gradients
+                average_grads(procs, trainable, step.reduce_dtype)
             if probe:
                 noise.update(reduce_mean(procs, probe.small_sq()), probe.big_sq())
             optimizer_update(opt, trainable, cfg.max_grad_norm, scaler)
@@ -269,12 +274,12 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     return RunResult(run_dir, cfg.steps, path, stopped, last_loss, val_loss)
 
 
-def _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, emit, capture=True):
+def _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, reducer, emit, capture=True):
     """The CUDA-graph fast path when it can work, else None (and a log line saying why)."""
     reason = why_not(cfg, adapter, step, scaler, opt, step.procs.world, capture)
     if reason is None:
         try:
-            return GraphedUpdate(step, opt, trainable, cfg.max_grad_norm, cfg.grad_accum, running, capture)
+            return GraphedUpdate(step, opt, trainable, cfg.max_grad_norm, cfg.grad_accum, running, reducer, capture)
         except Exception as e:  # noqa: BLE001 - any failure to set up means: run eagerly
             reason = f"setting it up failed ({type(e).__name__}: {e})"
     if adapter.device.type == "cuda":
