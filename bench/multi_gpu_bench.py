@@ -24,8 +24,9 @@ def run(n: int, method: str, steps: int, data: Path, out: Path) -> dict:
                       "--resolution", "512", "--no-noise-scale", "--keep-last", "1"]
     t0 = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
-    if p.returncode:
-        return {"gpus": n, "error": p.stderr[-1500:]}
+    if p.returncode:  # the first traceback is the failing process's own, not the launcher's
+        first = p.stderr.find("Traceback")
+        return {"gpus": n, "error": p.stderr[first:first + 4000] if first >= 0 else p.stderr[-4000:]}
     (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     a, b = recs[1], recs[-1]  # from update 10 on: graphs recorded, caches warm

@@ -18,7 +18,10 @@ def _free_port() -> int:
 def _model():
     torch.manual_seed(0)  # the same weights in both processes
     return torch.nn.ModuleDict({"a": torch.nn.Linear(8, 16), "b": torch.nn.Linear(16, 16),
-                                "c": torch.nn.Linear(16, 4), "unused": torch.nn.Linear(4, 4)})
+                                "c": torch.nn.Linear(16, 4), "unused": torch.nn.Linear(4, 4),
+                                # a channels-last convolution, as the UNet's on a GPU: its gradients are not
+                                # contiguous in logical order
+                                "conv": torch.nn.Conv2d(2, 3, 2).to(memory_format=torch.channels_last)})
 
 
 def _grads(model, rank: int, reducer=None):
@@ -27,6 +30,7 @@ def _grads(model, rank: int, reducer=None):
         g = torch.Generator().manual_seed(100 * rank + m)
         x = torch.randn(5, 8, generator=g)
         loss = model["c"](torch.tanh(model["b"](torch.tanh(model["a"](x))))).square().mean() / 2
+        loss = loss + model["conv"](x.view(5, 2, 2, 2).contiguous(memory_format=torch.channels_last)).square().mean()
         if reducer is not None and m == 1:
             reducer.arm()
         loss.backward()

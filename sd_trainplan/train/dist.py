@@ -112,7 +112,7 @@ class OverlappedAverage:
                                device=grads[0].device)
             offset = 0
             for g in grads:
-                flat[offset:offset + g.numel()].copy_(g.view(-1))
+                flat[offset:offset + g.numel()].view_as(g).copy_(g)  # g may be channels-last
                 offset += g.numel()
             self.inflight.append((grads, flat, dist.all_reduce(flat, async_op=True)))
 
