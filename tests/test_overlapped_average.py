@@ -46,7 +46,14 @@ def _worker(rank: int, port: int, out) -> None:
     from sd_trainplan.train.dist import OverlappedAverage, Processes
     model = _model()
     reducer = OverlappedAverage(Processes(rank, 2), list(model.parameters()), bucket_mib=60 / 2**20)
-    out[rank] = {"buckets": len(reducer.buckets), "grads": _grads(model, rank, reducer)}
+    first = _grads(model, rank, reducer)
+    # the first update taught the reducer the order gradients arrive in: the buckets are rebuilt, and
+    # the parameter no update uses sits in the last bucket instead of holding back the first
+    model.zero_grad(set_to_none=True)
+    second = _grads(model, rank, reducer)
+    unused_bucket = reducer.where[model["unused"].weight]
+    out[rank] = {"buckets": len(reducer.buckets), "grads": first, "second": second,
+                 "unused_last": unused_bucket == len(reducer.buckets) - 1}
     dist.destroy_process_group()
 
 
@@ -62,7 +69,9 @@ def test_every_process_ends_with_the_average_of_all():
     assert got[0]["buckets"] >= 4  # several buckets really were in play
     assert set(got[0]["grads"]) == set(expected)  # the unused layer has no gradient, and no hang
     for rank in (0, 1):
+        assert got[rank]["unused_last"]
         for n, g in expected.items():
             torch.testing.assert_close(got[rank]["grads"][n], g, rtol=1e-6, atol=1e-7)
+            torch.testing.assert_close(got[rank]["second"][n], g, rtol=1e-6, atol=1e-7)
     # and the two processes differed before averaging, so the test can tell
     assert not torch.allclose(_grads(_model(), 0)["a.weight"], _grads(_model(), 1)["a.weight"])

@@ -111,6 +111,12 @@ class DiffusersAdapter:
         Standalone models only: the WebUI's loaded model keeps its layout."""
         self._unet.to(memory_format=torch.channels_last)
 
+    def use_norms_in(self, dtype: torch.dtype) -> int:
+        """The UNet's GroupNorm/LayerNorm compute in `dtype` (bf16 under bf16 autocast: norms.py says
+        why). Standalone models only, like channels-last."""
+        from .norms import norms_in
+        return norms_in(self._unet, dtype)
+
     def save_folder(self, folder) -> Path:
         """Write the model as a diffusers folder (what `--model FOLDER` and from_single_file's config read)."""
         import json

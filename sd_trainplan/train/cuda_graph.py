@@ -137,6 +137,7 @@ class GraphedUpdate:
             self._micros(bucket, static)
         self.opt.zero_grad(set_to_none=True)
         self.running.copy_(before)
+        self.reducer.learn()  # the warm-up's backward showed the order the gradients come in
         if not self.capture:
             return _Eager(lambda: self._update(bucket, static)), static
         # the warm-up's blocks sit in the side stream's cache: give them back so that the graph's

@@ -59,32 +59,49 @@ def average_grads(procs: Processes, params, reduce_dtype: Optional[torch.dtype] 
 
 class OverlappedAverage:
     """Averages the gradients across processes while the backward pass is still running, as DDP
-    does: the trainable parameters are split into buckets (in reverse order, roughly the order in
-    which backward produces their gradients), and each bucket's all-reduce starts, on a side stream,
-    as soon as its last gradient is accumulated. Only the update's last micro-batch is reduced
-    (`arm` before its backward, `finish` after). Buckets start strictly in index order, so every
-    process issues the same collectives in the same order. Works recorded in a CUDA graph (NCCL)
-    and eagerly (NCCL or gloo)."""
+    does: the trainable parameters are split into buckets and each bucket's all-reduce starts, on a
+    side stream, as soon as its last gradient is accumulated. The buckets follow the order in which
+    the first backward pass produced the gradients (until then: reverse definition order, roughly
+    the same); that order is the main process's, so every process issues the same collectives in the
+    same order, and buckets start strictly in index order. Only the update's last micro-batch is
+    reduced (`arm` before its backward, `finish` after). Works recorded in a CUDA graph (NCCL) and
+    eagerly (NCCL or gloo)."""
 
     def __init__(self, procs: Processes, params, reduce_dtype: Optional[torch.dtype] = None,
                  bucket_mib: float = 100.0):
-        self.procs, self.dtype = procs, reduce_dtype
+        self.procs, self.dtype, self.bucket_bytes = procs, reduce_dtype, bucket_mib * 2**20
         self.params = [p for p in params if p.requires_grad]
-        self.buckets: list = []
-        size, cur = 0, []
-        for p in reversed(self.params):
+        self.index = {p: i for i, p in enumerate(self.params)}
+        self._fill(list(reversed(self.params)))
+        self.arrivals: list = []  # parameter indices, in the order backward produced their gradients
+        self.learned = False
+        self.armed = False
+        self.side = torch.cuda.Stream() if self.params and self.params[0].is_cuda else None
+        self.hooks = [p.register_post_accumulate_grad_hook(self._arrived) for p in self.params] \
+            if procs.world > 1 else []
+
+    def _fill(self, ordered) -> None:
+        self.buckets, size, cur = [], 0, []
+        for p in ordered:
             cur.append(p)
-            size += p.numel() * torch.empty((), dtype=reduce_dtype or p.dtype).element_size()
-            if size >= bucket_mib * 2**20:
+            size += p.numel() * torch.empty((), dtype=self.dtype or p.dtype).element_size()
+            if size >= self.bucket_bytes:
                 self.buckets.append(cur)
                 size, cur = 0, []
         if cur:
             self.buckets.append(cur)
         self.where = {p: i for i, b in enumerate(self.buckets) for p in b}
-        self.armed = False
-        self.side = torch.cuda.Stream() if self.params and self.params[0].is_cuda else None
-        self.hooks = [p.register_post_accumulate_grad_hook(self._arrived) for p in self.params] \
-            if procs.world > 1 else []
+
+    def learn(self) -> None:
+        """Rebuild the buckets in the order the backward passes so far produced the gradients (the
+        main process's order, on every process). Call on every process at the same point, outside a
+        CUDA graph's recording, once at least one backward pass has run."""
+        if self.learned or self.procs.world == 1 or not self.arrivals:
+            return
+        order = broadcast(self.procs, list(dict.fromkeys(self.arrivals)))
+        seen = set(order)
+        self._fill([self.params[i] for i in order] + [p for p in reversed(self.params) if self.index[p] not in seen])
+        self.learned, self.arrivals = True, []
 
     def arm(self) -> None:
         self.armed = self.procs.world > 1
@@ -93,6 +110,8 @@ class OverlappedAverage:
             self.next, self.inflight = 0, []
 
     def _arrived(self, p) -> None:
+        if not self.learned:
+            self.arrivals.append(self.index[p])
         if not self.armed:
             return
         self.left[self.where[p]] -= 1
@@ -136,6 +155,7 @@ class OverlappedAverage:
         if self.side is not None:
             torch.cuda.current_stream().wait_stream(self.side)
         self.reset()
+        self.learn()  # eagerly, the first reduced update teaches the order for the next ones
 
     def reset(self) -> None:
         """Disarmed, nothing in flight (also after a failed CUDA-graph recording)."""

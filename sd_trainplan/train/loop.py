@@ -86,6 +86,14 @@ def autocast_for(cfg: TrainConfig, device: torch.device, weights: torch.dtype = 
     loss scaling, so the update can be replayed from a CUDA graph (measured 4.1x the WebUI Train
     tab's speed on its own model class). On a GPU without bf16, fp16 weights train in fp16 autocast
     with loss scaling, as the WebUI's own trainer does; elsewhere in fp32."""
+    dtype = _precision(cfg, device, weights)
+    if dtype == torch.float32:
+        return contextlib.nullcontext, None
+    scaler = torch.cuda.amp.GradScaler() if dtype == torch.float16 else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def _precision(cfg: TrainConfig, device: torch.device, weights: torch.dtype) -> torch.dtype:
     precision = cfg.precision
     if precision == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -94,11 +102,12 @@ def autocast_for(cfg: TrainConfig, device: torch.device, weights: torch.dtype = 
             precision = "fp16"
         else:
             precision = "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext, None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    scaler = torch.cuda.amp.GradScaler() if precision == "fp16" else None
-    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+def compute_dtype(cfg: TrainConfig, device: torch.device, adapter) -> torch.dtype:
+    """The dtype autocast computes in for this run (fp32: no autocast)."""
+    return _precision(cfg, device, getattr(adapter, "dtype", torch.float32))
 
 
 def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Callable[[], bool] = lambda: False,
@@ -176,6 +185,8 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
         torch.backends.cudnn.benchmark = True  # shapes are static per bucket: pick the fastest convolutions once
         if hasattr(adapter, "use_channels_last") and cfg.batch_size <= 8:
             adapter.use_channels_last()  # measured faster at BS 1-4 on an H100, slower at 16
+        if hasattr(adapter, "use_norms_in") and compute_dtype(cfg, device, adapter) == torch.bfloat16:
+            adapter.use_norms_in(torch.bfloat16)  # no fp32 round trips around every norm (models/norms.py)
     step = StepMath(cfg, adapter, latents, prompts, prior, order, procs, autocast)
     running = torch.zeros((), device=device)
     reducer = OverlappedAverage(procs, trainable, step.reduce_dtype)

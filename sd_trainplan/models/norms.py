@@ -1,0 +1,46 @@
+"""Normalisation layers that compute in bf16 while the rest of the step runs under bf16 autocast.
+
+Autocast runs GroupNorm and LayerNorm in fp32: each norm turns its bf16 input into an fp32 copy,
+writes an fp32 output, the SiLU after it runs in fp32, and the next convolution casts it back to
+bf16, forward and backward. On the SD1.5 UNet at BS 16 that traffic was the largest block of GPU
+time after the matrix work (profile: bench/profile_step.py). PyTorch's bf16 norm kernels still
+accumulate the mean and variance in fp32, and what comes out is rounded to the bf16 the next
+convolution reads anyway; only the elementwise ops between them (SiLU, residual adds) now round to
+bf16 too, as they do everywhere else in the block.
+
+Standalone models only: the WebUI's loaded model keeps its own modules untouched.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _cast(t, dtype):
+    return None if t is None else t.to(dtype)
+
+
+def _group_norm(m: nn.GroupNorm, dtype: torch.dtype, x: torch.Tensor) -> torch.Tensor:
+    with torch.autocast(x.device.type, enabled=False):
+        return F.group_norm(x.to(dtype), m.num_groups, _cast(m.weight, dtype), _cast(m.bias, dtype), m.eps)
+
+
+def _layer_norm(m: nn.LayerNorm, dtype: torch.dtype, x: torch.Tensor) -> torch.Tensor:
+    with torch.autocast(x.device.type, enabled=False):
+        return F.layer_norm(x.to(dtype), m.normalized_shape, _cast(m.weight, dtype), _cast(m.bias, dtype), m.eps)
+
+
+def norms_in(module: nn.Module, dtype: torch.dtype) -> int:
+    """Make every GroupNorm and LayerNorm in `module` compute in `dtype`; returns how many. The
+    weights stay as they are (an instance attribute replaces `forward`; state dicts are unchanged)."""
+    count = 0
+    for m in module.modules():
+        if type(m) is nn.GroupNorm:
+            m.forward = (lambda mod: lambda x: _group_norm(mod, dtype, x))(m)
+        elif type(m) is nn.LayerNorm:
+            m.forward = (lambda mod: lambda x: _layer_norm(mod, dtype, x))(m)
+        else:
+            continue
+        count += 1
+    return count
