@@ -7,9 +7,13 @@ import pytest
 from sd_trainplan.plan import plan_from_raw
 from sd_trainplan.plan.memory import estimate, estimate_gib, fit_advice
 
-# step_bench/ldm_bench results (one GPU, with memory); the multi-GPU files hold speed only
-RESULTS = sorted(p for p in (Path(__file__).resolve().parents[1] / "bench" / "results").glob("*.json")
+# step_bench/ldm_bench results (one GPU, with memory); the multi-GPU and profile files hold speed only.
+# superseded/ keeps earlier runs: their rows of code that has changed since ("ours": the UNet's norms
+# now compute in bf16) no longer describe the trainer; the recipe's and the ldm model's rows still do.
+ROOT = Path(__file__).resolve().parents[1] / "bench" / "results"
+RESULTS = sorted(p for p in list(ROOT.glob("*.json")) + list(ROOT.glob("superseded/*.json"))
                  if "res" in json.loads(p.read_text()))
+STILL_CURRENT = {"recipe", "ldm_ours", "ldm_webui"}
 
 
 def test_bench_results_are_recorded():
@@ -19,7 +23,9 @@ def test_bench_results_are_recorded():
 @pytest.mark.parametrize("path", RESULTS, ids=[p.stem for p in RESULTS])
 def test_estimate_within_15_percent_of_every_measured_peak(path):
     data = json.loads(path.read_text())
-    for row in data["rows"]:
+    rows = [r for r in data["rows"] if path.parent == ROOT or r["impl"] in STILL_CURRENT]
+    assert rows
+    for row in rows:
         est = estimate_gib(row["method"], row["bs"], data["res"], row["impl"])
         assert est == pytest.approx(row["peak_gib"], rel=0.15), row
 
@@ -39,7 +45,7 @@ def test_fit_advice():
 
 def test_plan_shows_memory_and_warns_when_it_does_not_fit():
     r = plan_from_raw({"images": 20, "batch_size": 4, "vram_gb": 12})
-    assert r.value("vram_estimate") == pytest.approx(16.69, abs=0.05)
+    assert r.value("vram_estimate") == pytest.approx(16.01, abs=0.05)  # measured 15.64 and 15.71 GiB
     assert "use BS" in r.value("vram_fit")
     assert any(w.field == "batch_size" and "does not fit" in w.message for w in r.warnings)
     r = plan_from_raw({"images": 20, "method": "lora"})
