@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def run(n: int, method: str, steps: int, data: Path, out: Path) -> dict:
+def run(n: int, method: str, steps: int, data: Path, out: Path, log_every: int = 5) -> dict:
     launcher = ["accelerate", "launch", "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no",
                 "--dynamo_backend", "no"] + (["--multi_gpu"] if n > 1 else [])
     cmd = launcher + ["-m", "sd_trainplan", "train", "--model", "random-sd1", "--data", str(data), "--output", str(out),
-                      "--method", method, "--batch-size", "4", "--steps", str(steps), "--log-every", "5",
+                      "--method", method, "--batch-size", "4", "--steps", str(steps), "--log-every", str(log_every),
                       "--resolution", "512", "--no-noise-scale", "--keep-last", "1"]
     t0 = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
@@ -29,7 +29,7 @@ def run(n: int, method: str, steps: int, data: Path, out: Path) -> dict:
         return {"gpus": n, "error": p.stderr[first:first + 4000] if first >= 0 else p.stderr[-4000:]}
     (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    a, b = recs[1], recs[-1]  # from update 10 on: graphs recorded, caches warm
+    a, b = recs[1], recs[-1]  # from the second log step on: graphs recorded, caches warm
     ips = (b["images_seen"] - a["images_seen"]) / (b["elapsed_s"] - a["elapsed_s"])
     notes = [line for line in p.stderr.splitlines() if "CUDA graphs" in line]
     return {"gpus": n, "img_per_s": ips, "ms_per_step": 1e3 * (b["elapsed_s"] - a["elapsed_s"]) / (b["step"] - a["step"]),
@@ -41,20 +41,22 @@ def main() -> None:
     ap.add_argument("--gpus", type=int, default=2)
     ap.add_argument("--method", default="dreambooth")
     ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--log-every", type=int, default=5, help="log steps are the only host syncs")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
     import torch
     from sd_trainplan.train.sample_data import make_shapes
     tmp = Path(tempfile.mkdtemp())
     data = make_shapes(tmp / "data", size=512, per_kind=1)
-    rows = [run(n, a.method, a.steps, data, Path(tempfile.mkdtemp(dir=tmp))) for n in (1, a.gpus)]
+    rows = [run(n, a.method, a.steps, data, Path(tempfile.mkdtemp(dir=tmp)), a.log_every) for n in (1, a.gpus)]
     gpu = torch.cuda.get_device_name()
     if "error" not in rows[0] and "error" not in rows[1]:
         rows[1]["speedup"] = rows[1]["img_per_s"] / rows[0]["img_per_s"]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{time.strftime('%Y-%m-%d')}-{gpu.replace(' ', '_')}-x{a.gpus}-{a.method}.json"
-    path.write_text(json.dumps({"gpu": gpu, "method": a.method, "bs_per_gpu": 4, "rows": rows}, indent=1))
+    path.write_text(json.dumps({"gpu": gpu, "method": a.method, "bs_per_gpu": 4, "log_every": a.log_every,
+                                "rows": rows}, indent=1))
     for r in rows:
         print(json.dumps(r))
     print(f"wrote {path}")
