@@ -6,23 +6,16 @@ Launch with one process per GPU:
 """
 import json
 import os
-import time
+import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from profile_step import timed  # noqa: E402
+
 UNET_PARAMS = 859_520_964
-
-
-def timed(fn, n: int = 10) -> float:
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t) / n * 1e3
 
 
 def main() -> None:

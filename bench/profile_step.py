@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from step_bench import build, commit, matmul_peak  # noqa: E402
+from step_bench import build, commit, matmul_peak, time_steps  # noqa: E402
 
 KINDS = [("attention", r"flash|fmha|attention|sdpa|cudnn_generated_fort_native_sdpa"),
          ("convolution", r"conv|implicit_gemm|dgrad|wgrad|fprop|xmma_.*nhwc"),
@@ -51,14 +51,8 @@ def unet_step(unet, opt, bs: int, device):
 
 
 def timed(fn, n: int = 10) -> float:
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t) / n * 1e3
+    """ms per call, after 3 warm-up calls."""
+    return time_steps(fn, 3, n, torch.device("cuda")) * 1e3
 
 
 def profile(step) -> dict:
