@@ -192,14 +192,14 @@ def timed_train(cfg_kw: dict, adapter, device, warm: int, steps: int, impl: str,
 
 
 def ours(method: str, bs: int, res: int, tiny: bool, device, steps: int, data: Path, lowvram: bool = False,
-         warm: int = 10) -> dict:
+         warm: int = 10, channels_last: str = "auto") -> dict:
     """sd_trainplan's trainer on a synthetic dataset."""
     unet, vae, text, tok = build(tiny, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     adapter = DiffusersAdapter(unet, vae, text, tok, SCHEDULER, device, unet.dtype, "random SD1.5")
     reset_memory(device)  # the peak of training, not of building random models in fp32
     kw = dict(method=METHODS[method], data=str(data), output=str(data.parent / "runs"), resolution=res,
               batch_size=bs, lr=1e-6 if method == "db" else 1e-4, gradient_checkpointing=lowvram,
-              optimizer="adamw8bit" if lowvram else "adamw", token="sks")
+              optimizer="adamw8bit" if lowvram else "adamw", token="sks", channels_last=channels_last)
     return timed_train(kw, adapter, device, warm, steps, "ours_lowvram" if lowvram else "ours")
 
 
@@ -219,6 +219,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--res", type=int, default=512)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"), help="ours: NHWC UNet weights")
     ap.add_argument("--tiny", action="store_true", help="tiny models on the CPU: checks the script, measures nothing")
     a = ap.parse_args()
     device = torch.device("cpu" if a.tiny else "cuda")
@@ -239,7 +240,9 @@ def main() -> None:
                     if impl == "recipe":
                         r = recipe(m, bs, res, a.tiny, device, a.steps)
                     else:
-                        r = ours(m, bs, res, a.tiny, device, a.steps, data, lowvram=impl == "ours_lowvram")
+                        r = ours(m, bs, res, a.tiny, device, a.steps, data, lowvram=impl == "ours_lowvram",
+                                 channels_last=a.channels_last)
+                        r["channels_last"] = a.channels_last
                 except Exception as e:  # one failure must not lose the other rows
                     r = dict(impl=impl, error=f"{type(e).__name__}: {e}"[:400])
                 r.update(method=METHODS[m], bs=bs)

@@ -69,6 +69,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     cuda_graphs: bool = True            # replay each update from CUDA graphs where possible (fast path)
     grad_reduce: str = "auto"           # several GPUs: gradients averaged in bf16 (auto, on CUDA) or fp32
+    channels_last: str = "auto"         # NHWC UNet weights on CUDA (standalone models): auto (BS <= 8) | on | off
     min_snr_gamma: float = 0.0          # 0: off
     noise_offset: float = 0.0
     noise_scale: bool = True            # measure B_simple when accumulating (McCandlish et al. 2018)
@@ -191,6 +192,7 @@ def check_config(c: TrainConfig) -> List[str]:
     need(c.export_format in ("safetensors", "pt"), "export_format", "must be safetensors or pt")
     need(c.lora_scope in ("attention", "transformer"), "lora_scope", "must be attention or transformer")
     need(c.grad_reduce in ("auto", "bf16", "fp32"), "grad_reduce", "must be auto, bf16 or fp32")
+    need(c.channels_last in ("auto", "on", "off"), "channels_last", "must be auto, on or off")
     need(c.export_format == "safetensors" or c.method == "ti", "export_format",
          "pt (the WebUI's embedding layout) is for Textual Inversion only")
     if c.method == "ti":

@@ -183,8 +183,9 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # shapes are static per bucket: pick the fastest convolutions once
-        if hasattr(adapter, "use_channels_last") and cfg.batch_size <= 8:
-            adapter.use_channels_last()  # measured faster at BS 1-4 on an H100, slower at 16
+        nhwc = cfg.channels_last == "on" or (cfg.channels_last == "auto" and cfg.batch_size <= 8)
+        if hasattr(adapter, "use_channels_last") and nhwc:
+            adapter.use_channels_last()  # auto: measured faster at BS 1-4 on an H100, slower at 16
         if hasattr(adapter, "use_norms_in") and compute_dtype(cfg, device, adapter) == torch.bfloat16:
             adapter.use_norms_in(torch.bfloat16)  # no fp32 round trips around every norm (models/norms.py)
     step = StepMath(cfg, adapter, latents, prompts, prior, order, procs, autocast)
