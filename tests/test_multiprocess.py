@@ -66,3 +66,27 @@ def test_only_the_main_process_writes(runs):
     assert len(list(folder.glob("*.safetensors"))) == 1
     assert len((folder / "metrics.jsonl").read_text().splitlines()) == 6
     assert launched.stdout.strip().count(".safetensors") == 1  # one process prints the result
+
+
+def test_a_two_process_run_resumes_on_one_process_at_the_images_seen(runs, tmp_path):
+    """The data position is the number of images seen: the two-process run (BS 2 x 2 processes, 6
+    updates, 24 images) resumed on one process at BS 2 continues at update 24 // 2 = 12, says so,
+    and counts on from there to its new end."""
+    import shutil
+    _, two, _ = runs
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir(two), copy)
+    resumed = subprocess.run([sys.executable, "-m", "sd_trainplan", "train", "--resume", str(copy), "--steps", "14"],
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    said = resumed.stdout + resumed.stderr
+    assert "the effective batch changed from 4 to 2: 24 images were seen" in said
+    assert "continues at update 12" in said
+    recs = [json.loads(x) for x in (copy / "metrics.jsonl").read_text().splitlines()]
+    after = recs[6:]  # the first six are the two-process run's
+    assert [r["step"] for r in after] == [13, 14]
+    assert [r["images_seen"] for r in after] == [26, 28]
+    first = sorted(run_dir(two).glob("*.safetensors"))
+    exports = sorted(copy.glob("*.safetensors"))
+    assert len(exports) == 2 and [p.name for p in first] == [exports[1].name]  # the earlier export is kept as it was
+    assert exports[1].read_bytes() == first[0].read_bytes() and exports[0].read_bytes() != first[0].read_bytes()
