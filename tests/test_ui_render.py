@@ -171,3 +171,18 @@ def test_ui_code_parses_as_python_3_10_and_imports_no_3_11_module():
         names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not names & {"tomllib", "wsgiref.types"}, path
         assert "modules" not in names, f"{path}: only sd_trainplan/host/ may import the WebUI's modules.*"
+
+
+def test_images_too_small_for_the_resolution_are_flagged_beside_it_with_one_that_fits(tmp_path):
+    from PIL import Image
+    from sd_trainplan.train.buckets import too_small
+    for i in range(3):
+        Image.new("RGB", (64, 64), (40 * i, 90, 200)).save(tmp_path / f"small{i}.png")
+    Image.new("RGB", (768, 768), (200, 90, 40)).save(tmp_path / "big.png")
+    view = make_view({DATASET: str(tmp_path), "images": "4", "resolution": "512"})
+    note = view.messages["resolution"]
+    assert "3 of the 4 images in the dataset folder are too small to train at 512 px" in note
+    assert "the smallest is 64x64" in note and "use 80 px or less" in note
+    assert not too_small([(64, 64)], 80) and too_small([(64, 64)], 88)  # 80 px is the trainer's own limit
+    assert "too small" not in make_view({DATASET: str(tmp_path), "images": "4", "resolution": "64"}).messages["resolution"]
+    assert "too small" not in make_view({"images": "4", "resolution": "512"}).messages["resolution"]  # no folder

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from ..plan.inputs import val_images
-from .buckets import MAX_UPSCALE, bucket_for, upscale_needed
+from .buckets import MAX_UPSCALE, training_size, upscale_needed
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -67,7 +67,7 @@ def scan_folder(folder: str, resolution: int, buckets: bool, skip_bad: bool, con
         except (OSError, UnidentifiedImageError, ValueError) as e:
             bad.append(f"{field}: {path} cannot be read ({type(e).__name__}: {e})")
             continue
-        bucket = bucket_for(size, resolution) if buckets else (resolution, resolution)
+        bucket = training_size(size, resolution, buckets)
         if upscale_needed(size, bucket) > MAX_UPSCALE:
             problems.append(f"{field}: {path} is {size[0]}x{size[1]}, smaller than its {bucket[0]}x{bucket[1]}"
                             f" training size at {resolution} px; use a lower resolution or a larger image")

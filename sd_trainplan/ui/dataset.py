@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from functools import lru_cache
+from typing import Dict, Optional, Tuple
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -80,3 +81,29 @@ def _count_flat(folder: str) -> int:
             return sum(1 for e in entries if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
     except OSError:
         return 0
+
+
+def image_sizes(folder: str) -> Tuple[Tuple[int, int], ...]:
+    """(width, height) of every readable image directly in `folder`, from the files' headers (no
+    pixels decoded); unreadable files are left out (the trainer names them). Cached until the
+    folder's listing changes."""
+    try:
+        stamp = os.stat(folder).st_mtime_ns
+    except OSError:
+        return ()
+    return _sizes(folder, stamp)
+
+
+@lru_cache(maxsize=16)
+def _sizes(folder: str, stamp: int) -> Tuple[Tuple[int, int], ...]:
+    from PIL import Image
+    out = []
+    with os.scandir(folder) as entries:
+        for e in sorted(entries, key=lambda e: e.name):
+            if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
+                try:
+                    with Image.open(e.path) as im:
+                        out.append(im.size)
+                except (OSError, ValueError):
+                    continue
+    return tuple(out)

@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..plan import PlanResult, plan_from_raw
 from ..plan.presets import Preset
-from .dataset import FolderCount, count_images
+from ..train.buckets import MAX_UPSCALE, largest_resolution, too_small
+from .dataset import FolderCount, count_images, image_sizes
 from .fields import ALL, BY_KEY, DATASET, raw_inputs
 from .plot import lr_plot_html
 from .tables import cards_html, tables_html
@@ -58,6 +59,8 @@ def make_view(values: Mapping[str, Any], from_folder: bool = False) -> View:
     for w in result.warnings:
         if w.field in notes:
             notes[w.field].append(msg("warning", w.message))
+    if result.inputs is not None and folder.ok and folder.images:
+        notes["resolution"] += _small_images_note(image_sizes(folder.path), result.inputs.resolution)
     messages = {k: "".join(v) for k, v in notes.items()}
     status = status_html(result)
     if result.errors:
@@ -66,6 +69,21 @@ def make_view(values: Mapping[str, Any], from_folder: bool = False) -> View:
     plot = lr_plot_html(result.schedule, _plot_missing(result))
     return View(result, values, cards_html(result, method), plot, tables_html(result), status, messages,
                 images_update)
+
+
+def _small_images_note(sizes, resolution: int) -> List[str]:
+    """The trainer refuses images that would need more than MAX_UPSCALE enlarging at this resolution:
+    say so here, with a resolution at which the whole folder trains."""
+    small = set(too_small(set(sizes), resolution))
+    if not small:
+        return []
+    n = sum(1 for s in sizes if s in small)
+    w, h = min(small, key=lambda s: s[0] * s[1])
+    fits = largest_resolution(sizes)
+    how = f"use {fits} px or less, or larger images" if fits else "use larger images"
+    return [msg("warning", f"{n} of the {len(sizes)} images in the dataset folder are too small to train at"
+                           f" {resolution} px (the smallest is {w}x{h}); the trainer refuses images that need more"
+                           f" than {MAX_UPSCALE:g}x enlarging: {how}")]
 
 
 def _folder_note(folder: FolderCount) -> str:
