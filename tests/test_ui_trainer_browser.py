@@ -78,6 +78,11 @@ def test_apply_fills_the_trainer_fields(page):
     expect(text_input(page, "stp_train_rank")).to_be_visible()  # LoRA's own field is shown for LoRA
     expect(text_input(page, "stp_train_init_word")).to_be_hidden()
     expect(page.locator("#stp_train_status .stp-status")).to_contain_text(f"{want['steps']} weight updates of lora")
+    # the demo's sample images are 64 px; the plan trains at 512: said now, with what fits, not only at Start
+    assert want["resolution"] == "512"
+    expect(page.locator("#stp_train_status .stp-status-warn")).to_contain_text(
+        "12 of the 12 images in the dataset folder are too small to train at 512 px")
+    expect(page.locator("#stp_train_status .stp-status-warn")).to_contain_text("use 80 px or less")
     type_into(page, "stp_train_steps", "12")  # each field stays editable
     expect(text_input(page, "stp_train_steps")).to_have_value("12")
 

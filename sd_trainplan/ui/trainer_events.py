@@ -10,6 +10,7 @@ worker busy even while nothing runs.) A page opened later attaches to a running 
 """
 from __future__ import annotations
 
+import os
 import time
 from html import escape
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -27,7 +28,8 @@ from .planner_panel import KEYS, PlannerPanel, planner_outputs, redraw
 from .train_fields import (ALL_TRAIN, FROM_PLAN, TRAIN_KEYS, FieldCheck, field_values, hidden_values, merge,
                            read_fields, shown_for, split_problems)
 from .trainer_panel import RangePanel, TrainerPanel
-from .view import make_view, msg
+from .dataset import image_sizes
+from .view import make_view, msg, small_images_note
 
 POLL_S = 0.5
 
@@ -205,6 +207,10 @@ def wire_trainer(planner: PlannerPanel, trainer: TrainerPanel, ranger: RangePane
                    f" {cfg.grad_accum}, {cfg.scheduler} schedule, {cfg.resolution} px")
         text = msg("info", f"Sent to the trainer (Train tab): {summary}. Each field stays editable.")
         status = note("ok", f"Filled from the plan: {summary}. Check the dataset folder and prompts, then Start.")
+        small = small_images_note(image_sizes(os.path.abspath(os.path.expanduser(cfg.data))), cfg.resolution) \
+            if cfg.data else ""
+        if small:  # e.g. the demo's 64 px sample images under a 512 px plan: say it now, not at Start
+            status = note("warn", f"Filled from the plan: {summary}. {escape(small)}.")
         return (fields + message_updates(check) + [gr.update(value=text, visible=True), status,
                                                    compat.select_tab("train"), hidden_values(cfg)])
 

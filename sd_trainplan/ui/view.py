@@ -60,7 +60,9 @@ def make_view(values: Mapping[str, Any], from_folder: bool = False) -> View:
         if w.field in notes:
             notes[w.field].append(msg("warning", w.message))
     if result.inputs is not None and folder.ok and folder.images:
-        notes["resolution"] += _small_images_note(image_sizes(folder.path), result.inputs.resolution)
+        small = small_images_note(image_sizes(folder.path), result.inputs.resolution)
+        if small:
+            notes["resolution"].append(msg("warning", small))
     messages = {k: "".join(v) for k, v in notes.items()}
     status = status_html(result)
     if result.errors:
@@ -71,19 +73,18 @@ def make_view(values: Mapping[str, Any], from_folder: bool = False) -> View:
                 images_update)
 
 
-def _small_images_note(sizes, resolution: int) -> List[str]:
+def small_images_note(sizes, resolution: int) -> str:
     """The trainer refuses images that would need more than MAX_UPSCALE enlarging at this resolution:
-    say so here, with a resolution at which the whole folder trains."""
+    say so before it does, with a resolution at which the whole folder trains ('' when all fit)."""
     small = set(too_small(set(sizes), resolution))
     if not small:
-        return []
+        return ""
     n = sum(1 for s in sizes if s in small)
     w, h = min(small, key=lambda s: s[0] * s[1])
     fits = largest_resolution(sizes)
     how = f"use {fits} px or less, or larger images" if fits else "use larger images"
-    return [msg("warning", f"{n} of the {len(sizes)} images in the dataset folder are too small to train at"
-                           f" {resolution} px (the smallest is {w}x{h}); the trainer refuses images that need more"
-                           f" than {MAX_UPSCALE:g}x enlarging: {how}")]
+    return (f"{n} of the {len(sizes)} images in the dataset folder are too small to train at {resolution} px (the"
+            f" smallest is {w}x{h}); the trainer refuses images that need more than {MAX_UPSCALE:g}x enlarging: {how}")
 
 
 def _folder_note(folder: FolderCount) -> str:
