@@ -15,6 +15,7 @@ bucketed all-reduces (NCCL), overlapped with the backward pass, are recorded ins
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -145,15 +146,10 @@ class GraphedUpdate:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         graph = torch.cuda.CUDAGraph()
-        with getattr(self.step.adapter, "capture_context", _nothing)():
+        with getattr(self.step.adapter, "capture_context", contextlib.nullcontext)():
             with torch.cuda.graph(graph, pool=self.pool):
                 self._update(bucket, static)
         return graph, static
-
-
-def _nothing():
-    import contextlib
-    return contextlib.nullcontext()
 
 
 class _Eager:

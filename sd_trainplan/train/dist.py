@@ -6,6 +6,7 @@ weight update (not once per process), each update's samples are keyed by global 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -32,29 +33,6 @@ def from_environment() -> Processes:
     from accelerate import PartialState  # starts the process group: NCCL on GPUs, gloo on CPUs
     state = PartialState()
     return Processes(state.process_index, state.num_processes, torch.device(state.device))
-
-
-def average_grads(procs: Processes, params, reduce_dtype: Optional[torch.dtype] = None) -> None:
-    """One all-reduce of every trainable gradient per update, divided by the process count (any
-    parameter set works, Textual Inversion's bare vectors included). `reduce_dtype=bf16` sends
-    half the bytes (the gradients are averaged in bf16, then kept in fp32), as mixed-precision
-    data parallelism usually does; the default sends them as they are."""
-    if procs.world == 1:
-        return
-    import torch.distributed as dist
-    grads = [p.grad for p in params if p.grad is not None]
-    if reduce_dtype is not None:
-        flat = torch.cat([(g / procs.world).to(reduce_dtype).flatten() for g in grads])
-    else:
-        flat = torch._utils._flatten_dense_tensors(grads)
-    dist.all_reduce(flat)
-    if reduce_dtype is None:
-        flat /= procs.world
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
-        offset += n
 
 
 class OverlappedAverage:
@@ -126,7 +104,7 @@ class OverlappedAverage:
             return
         if self.side is not None:  # the side stream waits for the gradients, the compute stream runs on
             self.side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self.side) if self.side is not None else _nothing():
+        with torch.cuda.stream(self.side) if self.side is not None else contextlib.nullcontext():
             flat = torch.empty(sum(g.numel() for g in grads), dtype=self.dtype or grads[0].dtype,
                                device=grads[0].device)
             offset = 0
@@ -144,7 +122,7 @@ class OverlappedAverage:
             self._launch(self.next)
         if self.side is not None:
             self.side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self.side) if self.side is not None else _nothing():
+        with torch.cuda.stream(self.side) if self.side is not None else contextlib.nullcontext():
             for grads, flat, work in self.inflight:
                 work.wait()
                 flat.div_(self.procs.world)
@@ -160,11 +138,6 @@ class OverlappedAverage:
     def reset(self) -> None:
         """Disarmed, nothing in flight (also after a failed CUDA-graph recording)."""
         self.armed, self.inflight = False, []
-
-
-def _nothing():
-    import contextlib
-    return contextlib.nullcontext()
 
 
 def reduce_mean(procs: Processes, value: Optional[float]) -> Optional[float]:

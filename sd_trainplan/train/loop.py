@@ -21,7 +21,7 @@ from .batches import UpdateOrder
 from .checkpoint import latest_checkpoint, load_checkpoint, log_metrics, new_run_dir, save_checkpoint, write_config
 from .config import ConfigError, TrainConfig, check_config, lr_schedule
 from .data import Dataset, DataError, load_dataset
-from .dist import OverlappedAverage, Processes, any_true, average_grads, barrier, broadcast, reduce_mean
+from .dist import OverlappedAverage, Processes, any_true, barrier, broadcast, reduce_mean
 from .events import Emitter, Sink
 from .images import to_pil
 from .latent_cache import encode_items
@@ -228,15 +228,13 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
             probe = GradProbe(trainable, cfg.grad_accum) if measure else None
             for m in range(cfg.grad_accum):
                 loss = step.eager_micro(u, m) / cfg.grad_accum
-                if m == cfg.grad_accum - 1 and not probe:
+                if m == cfg.grad_accum - 1:
                     reducer.arm()  # the last backward all-reduces the gradients in buckets as they fill
                 (scaler.scale(loss) if scaler is not None else loss).backward()
                 running += loss.detach()
-                if probe:
+                if probe:  # reads this process's own gradients: the averages are written back at finish()
                     probe.after_micro()
             reducer.finish()
-            if probe:  # measured updates reduce after the probe has read each process's own gradients
-                average_grads(procs, trainable, step.reduce_dtype)
             if probe:
                 noise.update(reduce_mean(procs, probe.small_sq()), probe.big_sq())
             optimizer_update(opt, trainable, cfg.max_grad_norm, scaler)
