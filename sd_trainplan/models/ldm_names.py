@@ -21,7 +21,7 @@ Text encoder (SD1): cond_stage_model.transformer.<transformers CLIPTextModel key
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -55,16 +55,27 @@ def unet_prefix_pairs(layers_per_block: int, n_blocks: int, up_has_attn: List[bo
 
 def unet_name_to_ldm(name: str, pairs: List[Tuple[str, str]]) -> str:
     """A diffusers UNet parameter/module name -> the ldm one (inside model.diffusion_model)."""
-    for d, l in sorted(pairs, key=lambda p: -len(p[0])):
-        if name == d or name.startswith(d + "."):
-            rest = name[len(d):]
-            if ".resnets." in d or d.startswith("mid_block.resnets"):
-                for a, b in RESNET:
-                    if rest.startswith("." + a + ".") or rest == "." + a:
-                        rest = "." + b + rest[len(a) + 1:]
+    found = _rename(name, pairs, 0)
+    if found is None:
+        raise KeyError(f"no ldm name for UNet key {name}")
+    return found
+
+
+def _rename(name: str, pairs: List[Tuple[str, str]], side: int) -> Optional[str]:
+    """`name` on one side of `pairs` (0: diffusers, 1: ldm) -> the other side's name, or None. The
+    longest matching prefix wins; inside a ResNet block the layer names change too (RESNET)."""
+    other = 1 - side
+    for pair in sorted(pairs, key=lambda p: -len(p[side])):
+        prefix = pair[side]
+        if name == prefix or name.startswith(prefix + "."):
+            rest = name[len(prefix):]
+            if ".resnets." in pair[0] or pair[0].startswith("mid_block.resnets"):
+                for layer in RESNET:
+                    if rest.startswith("." + layer[side] + ".") or rest == "." + layer[side]:
+                        rest = "." + layer[other] + rest[len(layer[side]) + 1:]
                         break
-            return l + rest
-    raise KeyError(f"no ldm name for UNet key {name}")
+            return pair[other] + rest
+    return None
 
 
 def _up_has_attn(unet_state: Dict[str, torch.Tensor]) -> List[bool]:
@@ -123,13 +134,7 @@ def ldm_name_to_unet(name: str, pairs: List[Tuple[str, str]]) -> str:
     `pairs` must hold only pairs whose ldm side exists with the right kind of module: without
     attention in a level, its attention slot and its upsampler share one ldm prefix.
     """
-    for d, l in sorted(pairs, key=lambda p: -len(p[1])):
-        if name == l or name.startswith(l + "."):
-            rest = name[len(l):]
-            if ".resnets." in d or d.startswith("mid_block.resnets"):
-                for a, b in RESNET:
-                    if rest.startswith("." + b + ".") or rest == "." + b:
-                        rest = "." + a + rest[len(b) + 1:]
-                        break
-            return d + rest
-    raise KeyError(f"no diffusers name for ldm UNet key {name}")
+    found = _rename(name, pairs, 1)
+    if found is None:
+        raise KeyError(f"no diffusers name for ldm UNet key {name}")
+    return found
