@@ -15,23 +15,12 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
-from sd_trainplan.models.adapter import add_noise, target_for
 from sd_trainplan.models.diffusers_adapter import DiffusersAdapter
 from sd_trainplan.models.tiny_diffusers import save_tiny_folder
 
-
-def forward(adapter, x: dict, prompts) -> dict:
-    """The training loss exactly as train/loop.py computes it, and its parts."""
-    with torch.no_grad():
-        cond = adapter.encode_prompts(prompts)
-        noisy = add_noise(adapter.alphas_cumprod, x["latents"], x["noise"], x["t"])
-        pred = adapter.predict(noisy, x["t"], cond)
-        target = target_for(adapter, adapter.prediction_type, x["latents"], x["noise"], x["t"])
-        loss = torch.nn.functional.mse_loss(pred.float(), target.float())
-    return {"cond": cond, "pred": pred, "loss": loss.reshape(1)}
+from loss_parts import loss_parts
 
 
 def run_case(case: Path) -> None:
@@ -44,7 +33,7 @@ def run_case(case: Path) -> None:
                                                     requires_safety_checker=False)
     adapter = DiffusersAdapter(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, dict(pipe.scheduler.config),
                                source="from_single_file")
-    out = {f"base.{k}": v for k, v in forward(adapter, x, meta["prompts"]).items()}
+    out = {f"base.{k}": v for k, v in loss_parts(adapter, x, meta["prompts"]).items()}
     mean, std = adapter.encode_images(x["pixels"])
     out.update({"vae.mean": mean, "vae.std": std, "vae.decoded": adapter.decode_latents(x["latents"])})
     # Our own exporter, run on what diffusers converted: it should give back the ldm file.
@@ -57,7 +46,7 @@ def run_case(case: Path) -> None:
     }
     # The LoRA the ldm adapter trained and exported, loaded by diffusers' own kohya loader.
     pipe.load_lora_weights(str(case), weight_name="lora.safetensors")  # offline: name the file
-    out.update({f"lora.{k}": v for k, v in forward(adapter, x, meta["prompts"]).items()})
+    out.update({f"lora.{k}": v for k, v in loss_parts(adapter, x, meta["prompts"]).items()})
     save_file({k: (v.float() if v.is_floating_point() else v).detach().contiguous() for k, v in out.items()}, str(case / "out.safetensors"))
     (case / "out.json").write_text(json.dumps(info))
 

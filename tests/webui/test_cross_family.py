@@ -19,7 +19,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from sd_trainplan.models.adapter import add_noise, target_for
 from sd_trainplan.models.ldm_adapter import LdmAdapter
 from sd_trainplan.models.ldm_names import unet_name_to_ldm, unet_prefix_pairs
 from sd_trainplan.models.tiny_ldm import build_tiny_ldm
@@ -27,21 +26,13 @@ from sd_trainplan.train.config import TrainConfig
 from sd_trainplan.train.lora import LoRASet
 from sd_trainplan.train.loop import train
 
+from loss_parts import loss_parts
+
 ROOT = Path(__file__).resolve().parents[2]
 STANDALONE = ROOT / ".venv" / "bin" / "python"
 PROMPTS = ["a photo of a red circle", "sks, a blue square on grey"]
 CASES = {"eps": 0, "v": 1}  # parameterization -> seed
 RANK, ALPHA = 4, 2.0        # alpha != rank, so a loader that ignores alpha is caught
-
-
-def ldm_forward(adapter: LdmAdapter, x: dict) -> dict:
-    with torch.no_grad():
-        cond = adapter.encode_prompts(PROMPTS)
-        noisy = add_noise(adapter.alphas_cumprod, x["latents"], x["noise"], x["t"])
-        pred = adapter.predict(noisy, x["t"], cond)
-        target = target_for(adapter, adapter.prediction_type, x["latents"], x["noise"], x["t"])
-        loss = torch.nn.functional.mse_loss(pred.float(), target.float())
-    return {"cond": cond, "pred": pred, "loss": loss.reshape(1)}
 
 
 def attach_exported_lora(adapter: LdmAdapter, path: Path) -> LoRASet:
@@ -70,7 +61,7 @@ def write_case(case: Path, parameterization: str, seed: int, data: Path) -> dict
          "t": torch.tensor([37, 801]), "pixels": torch.rand(2, 3, 64, 64, generator=g) * 2 - 1}
     save_file(x, str(case / "inputs.safetensors"))
     (case / "inputs.json").write_text(json.dumps({"prompts": PROMPTS, "prediction_type": adapter.prediction_type}))
-    out = {f"base.{k}": v for k, v in ldm_forward(adapter, x).items()}
+    out = {f"base.{k}": v for k, v in loss_parts(adapter, x, PROMPTS).items()}
     mean, std = adapter.encode_images(x["pixels"])
     out.update({"vae.mean": mean, "vae.std": std, "vae.decoded": adapter.decode_latents(x["latents"])})
     # A few LoRA updates through our loop (UNet attention and convs, and the text encoder)
@@ -80,7 +71,7 @@ def write_case(case: Path, parameterization: str, seed: int, data: Path) -> dict
     result = train(cfg, adapter=adapter)
     os.replace(result.export_path, case / "lora.safetensors")
     hooks = attach_exported_lora(adapter, case / "lora.safetensors")
-    out.update({f"lora.{k}": v for k, v in ldm_forward(adapter, x).items()})
+    out.update({f"lora.{k}": v for k, v in loss_parts(adapter, x, PROMPTS).items()})
     hooks.detach()
     return {"model": model, "adapter": adapter, "out": out}
 

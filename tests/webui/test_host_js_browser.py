@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import runpy
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -20,10 +19,8 @@ import pytest
 from conftest import make_dataset
 from webui_host import ROOT, STANDIN, start_webui
 
-sys.path.insert(0, str(ROOT / "tests"))
-from ui_harness import click, free_port, have_chromium, launch_browser, text_input, type_into  # noqa: E402
+from ui_harness import click, free_port, text_input, type_into
 
-pytestmark = pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium (make test installs it)")
 TRAIN_FIELDS = ("train_embedding_learn_rate", "train_batch_size", "train_gradient_step", "train_steps")
 
 
@@ -68,14 +65,8 @@ def webui_url(tmp_path_factory):
     demo.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with launch_browser() as b:
-        yield b
-
-
 @pytest.fixture
-def page(browser, webui_url):
+def webui_page(browser, webui_url):  # browser: tests/conftest.py's headless Chromium
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     page.set_default_timeout(20000)
     page.add_init_script(path=str(STANDIN / "javascript" / "webui_globals.js"))
@@ -93,7 +84,8 @@ def plan_cell(page, quantity: str) -> str:
     return (num.first if num.count() else td).inner_text().strip()
 
 
-def test_apply_writes_the_plan_into_the_webuis_train_tab_and_its_server_sees_it(page):
+def test_apply_writes_the_plan_into_the_webuis_train_tab_and_its_server_sees_it(webui_page):
+    page = webui_page
     from playwright.sync_api import expect
     for key, value in {"stp_images": "26", "stp_batch_size": "3", "stp_grad_accum": "2"}.items():
         type_into(page, key, value)
@@ -114,7 +106,8 @@ def test_apply_writes_the_plan_into_the_webuis_train_tab_and_its_server_sees_it(
     assert [str(seen[0]), int(seen[1]), int(seen[2]), int(seen[3])] == [lr, 3, 2, int(want[3])]
 
 
-def test_a_start_click_hands_the_runs_task_to_the_webuis_progress_bar(page, tmp_path, webui_url):
+def test_a_start_click_hands_the_runs_task_to_the_webuis_progress_bar(webui_page, tmp_path, webui_url):
+    page = webui_page
     from playwright.sync_api import expect
     data = make_dataset(tmp_path / "data", n=4)
     page.locator("#stp_tabs .tab-nav button", has_text="Train").first.click()

@@ -10,14 +10,6 @@ from safetensors.torch import load_file
 from webui_host import flags, start_webui, tensor_hashes
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture()
 def webui(tmp_path):
     return start_webui(tmp_path / "webui")

@@ -5,7 +5,6 @@ This is the WebUI's model class (the tiny one, on CPU), driven exactly as the ho
 """
 from __future__ import annotations
 
-import hashlib
 import statistics
 
 import pytest
@@ -16,21 +15,7 @@ from sd_trainplan.models.ldm_adapter import LdmAdapter
 from sd_trainplan.models.tiny_ldm import build_tiny_ldm
 from sd_trainplan.train.config import TrainConfig
 from sd_trainplan.train.loop import train
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tiny model's ops are too small to share across cores; one thread is as fast."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tensor_hashes(model: torch.nn.Module) -> dict:
-    """sha256 of every tensor in the model's state dict (weights and buffers), by name."""
-    return {k: hashlib.sha256(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
-            for k, v in model.state_dict().items()}
+from webui_host import tensor_hashes
 
 
 def run(cfg: TrainConfig, adapter: LdmAdapter):
