@@ -81,7 +81,19 @@ def main() -> None:
                           "all_busy": sum(e - s for s, e in merged(compute + nccl)) / per,
                           "nccl_kernels": sum(e - s for s, e in nccl) / per,
                           "nccl_overlapping_compute": overlap(merged(nccl), busy) / per},
-        "nccl_launches_per_update": len(nccl) / ACTIVE}))
+        "nccl_launches_per_update": len(nccl) / ACTIVE,
+        "top_kernels_ms_per_update": top_kernels(kernels, per)}))
+
+
+def top_kernels(kernels, per: float, n: int = 12) -> list:
+    """The kernel names that take the most time (name cut to 70 characters), with launch counts:
+    diff the 1- and N-process lists to see what data parallelism adds."""
+    total: dict = {}
+    for s, e, name in kernels:
+        t, c = total.get(name[:70], (0.0, 0))
+        total[name[:70]] = (t + e - s, c + 1)
+    best = sorted(total.items(), key=lambda kv: -kv[1][0])[:n]
+    return [[name, round(t / per, 2), c // ACTIVE] for name, (t, c) in best]
 
 
 if __name__ == "__main__":

@@ -29,7 +29,11 @@ def run(n: int, method: str, steps: int, data: Path, out: Path, log_every: int =
         return {"gpus": n, "error": p.stderr[first:first + 4000] if first >= 0 else p.stderr[-4000:]}
     (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    recs = [r for r in recs if "images_seen" in r and "elapsed_s" in r]
     a, b = recs[1], recs[-1]  # from the second log step on: graphs recorded, caches warm
+    if b["step"] <= a["step"]:
+        return {"gpus": n, "error": f"--steps {steps} gives too few log steps at --log-every {log_every}: "
+                                    f"need at least 3 (steps >= 3 x log-every)"}
     ips = (b["images_seen"] - a["images_seen"]) / (b["elapsed_s"] - a["elapsed_s"])
     notes = [line for line in p.stderr.splitlines() if "CUDA graphs" in line]
     return {"gpus": n, "img_per_s": ips, "ms_per_step": 1e3 * (b["elapsed_s"] - a["elapsed_s"]) / (b["step"] - a["step"]),

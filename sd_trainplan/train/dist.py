@@ -55,6 +55,7 @@ class OverlappedAverage:
         self.learned = False
         self.armed = False
         self.side = torch.cuda.Stream() if self.params and self.params[0].is_cuda else None
+        self.nccl = procs.world > 1 and _backend() == "nccl"
         self.hooks = [p.register_post_accumulate_grad_hook(self._arrived) for p in self.params] \
             if procs.world > 1 else []
 
@@ -107,11 +108,14 @@ class OverlappedAverage:
         with torch.cuda.stream(self.side) if self.side is not None else contextlib.nullcontext():
             flat = torch.empty(sum(g.numel() for g in grads), dtype=self.dtype or grads[0].dtype,
                                device=grads[0].device)
-            offset = 0
+            views, offset = [], 0
             for g in grads:
-                flat[offset:offset + g.numel()].view_as(g).copy_(g)  # g may be channels-last
+                views.append(_laid_out_like(flat[offset:offset + g.numel()], g))
                 offset += g.numel()
-            self.inflight.append((grads, flat, dist.all_reduce(flat, async_op=True)))
+            # one multi-tensor kernel for the whole bucket (casting as it copies), not one per
+            # gradient: 700 small copies each way cost more than the all-reduce they feed
+            torch._foreach_copy_(views, grads)
+            self.inflight.append((grads, views, flat, dist.all_reduce(flat, op=dist.ReduceOp.AVG if self.nccl else dist.ReduceOp.SUM, async_op=True)))
 
     def finish(self) -> None:
         """Wait for every bucket (a bucket with a gradient that never came, from a parameter this
@@ -123,13 +127,11 @@ class OverlappedAverage:
         if self.side is not None:
             self.side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self.side) if self.side is not None else contextlib.nullcontext():
-            for grads, flat, work in self.inflight:
+            for grads, views, flat, work in self.inflight:
                 work.wait()
-                flat.div_(self.procs.world)
-                offset = 0
-                for g in grads:
-                    g.copy_(flat[offset:offset + g.numel()].view_as(g))
-                    offset += g.numel()
+                if not self.nccl:  # NCCL averages on the wire (AVG); gloo has only SUM
+                    flat.div_(self.procs.world)
+                torch._foreach_copy_(grads, views)
         if self.side is not None:
             torch.cuda.current_stream().wait_stream(self.side)
         self.reset()
@@ -138,6 +140,19 @@ class OverlappedAverage:
     def reset(self) -> None:
         """Disarmed, nothing in flight (also after a failed CUDA-graph recording)."""
         self.armed, self.inflight = False, []
+
+
+def _backend() -> str:
+    import torch.distributed as dist
+    return dist.get_backend()
+
+
+def _laid_out_like(flat: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """A view of the 1-D `flat` (g.numel() long) with g's shape and strides, so that a copy between
+    them is a plain elementwise one even when g is channels-last (the multi-tensor kernel needs equal
+    strides). Gradients are dense; anything else gets a contiguous view."""
+    dense = g.is_contiguous() or (g.dim() == 4 and g.is_contiguous(memory_format=torch.channels_last))
+    return flat.as_strided(g.size(), g.stride()) if dense else flat.view_as(g)
 
 
 def reduce_mean(procs: Processes, value: Optional[float]) -> Optional[float]:
