@@ -106,9 +106,11 @@ def cmd_lr_range(args: argparse.Namespace) -> int:
     from .train.data import DataError
     from .train.events import ProgressBar
     from .train.lr_range import lr_range_test
+    from .train.dist import from_environment
+    procs = from_environment()  # `accelerate launch` sweeps on several processes as one run
     try:
         cfg = config_from_args(args)
-        steps = _sweep_steps(cfg, args)
+        steps = _sweep_steps(cfg, args, procs.world)
         max_lr = float(args.max_lr) if args.max_lr else None
         min_lr = float(args.min_lr) if args.min_lr else 0.0
     except (ConfigError, DataError, FileNotFoundError, ValueError) as e:
@@ -116,9 +118,11 @@ def cmd_lr_range(args: argparse.Namespace) -> int:
     stop = _install_stop_handler()
     try:
         result = lr_range_test(cfg, mode=args.mode, max_lr=max_lr, min_lr=min_lr, steps=steps,
-                               sinks=[ProgressBar()], stop=stop)
+                               sinks=[ProgressBar()], stop=stop, procs=procs)
     except (ConfigError, DataError, ModelLoadError, ValueError) as e:
         return _bad(str(e))
+    if not procs.main:
+        return 0
     for name, s in result.suggestions.items():
         print(f"{name:>9}: {s.lr:.4g}  ({s.method})")
     print(result.message)
@@ -128,14 +132,14 @@ def cmd_lr_range(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep_steps(cfg, args) -> int:
-    """--sweep-epochs E: the planner's sweep_steps = train_images x E / BS (at GA 1); else --steps."""
+def _sweep_steps(cfg, args, processes: int = 1) -> int:
+    """--sweep-epochs E: the planner's sweep_steps = train_images x E / (BS x P) (at GA 1); else --steps."""
     if not args.sweep_epochs:
         return cfg.steps
     from .plan.quantity import round_half_up
     from .train.data import load_dataset
     data = load_dataset(cfg.data, cfg.resolution, cfg.buckets, cfg.skip_bad_images, cfg.val_split or 0.2, cfg.seed)
-    return max(1, round_half_up(len(data.train) * cfg.repeats * float(args.sweep_epochs) / cfg.batch_size))
+    return max(1, round_half_up(len(data.train) * cfg.repeats * float(args.sweep_epochs) / (cfg.batch_size * processes)))
 
 
 def register(sub) -> List[argparse.ArgumentParser]:

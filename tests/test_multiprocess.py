@@ -90,3 +90,31 @@ def test_a_two_process_run_resumes_on_one_process_at_the_images_seen(runs, tmp_p
     exports = sorted(copy.glob("*.safetensors"))
     assert len(exports) == 2 and [p.name for p in first] == [exports[1].name]  # the earlier export is kept as it was
     assert exports[1].read_bytes() == first[0].read_bytes() and exports[0].read_bytes() != first[0].read_bytes()
+
+
+def test_lr_range_test_on_two_processes_sweeps_as_one(shapes_dir, tmp_path):
+    """`accelerate launch ... lr-range` sweeps as one data-parallel run: at BS 2 x 2 processes it
+    runs the sweep length one process at BS 4 runs (14 images x 2 epochs / 4 = 7 updates), the
+    processes split each validation pass and sum it, so every validation point matches the single
+    process's, and one process writes one result and prints it once."""
+    args = ["-m", "sd_trainplan", "lr-range", "--data", str(shapes_dir), "--resolution", "64", "--max-lr", "2e-2",
+            "--sweep-epochs", "2", "--val-timesteps", "2", "--seed", "3"]
+    two, one = tmp_path / "two", tmp_path / "one"
+    launched = subprocess.run([str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                               "--mixed_precision", "no", "--dynamo_backend", "no", *args, "--batch-size", "2",
+                               "--output", str(two)], capture_output=True, text=True, timeout=600)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    single = subprocess.run([sys.executable, *args, "--batch-size", "4", "--output", str(one)],
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a = json.loads((run_dir(two) / "lr_range.json").read_text())
+    b = json.loads((run_dir(one) / "lr_range.json").read_text())
+    assert a["steps"] == b["steps"] == 7
+    va = [(p["step"], p["val_loss"]) for p in a["points"] if p.get("val_loss") is not None]
+    vb = [(p["step"], p["val_loss"]) for p in b["points"] if p.get("val_loss") is not None]
+    assert [s for s, _ in va] == [s for s, _ in vb] and len(va) >= 3
+    assert va[0][0] == 0 and va[0][1] == pytest.approx(vb[0][1], rel=1e-6)  # same weights: the split sums exactly
+    # later, the weights differ by the rounding of averaged gradients, grown by the sweep's rising LR
+    assert [v for _, v in va] == pytest.approx([v for _, v in vb], rel=1e-3)
+    assert (run_dir(two) / "lr_range.png").exists()
+    assert launched.stdout.count("lr_range.json") == 1 and launched.stdout.count("lower:") == 1

@@ -164,6 +164,16 @@ def reduce_mean(procs: Processes, value: Optional[float]) -> Optional[float]:
     return t.item() / procs.world
 
 
+def reduce_sums(procs: Processes, values: list) -> list:
+    """Each value summed over the processes (float64, so counts stay exact)."""
+    if procs.world == 1:
+        return values
+    import torch.distributed as dist
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=procs.device or "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def broadcast(procs: Processes, obj):
     """The main process's value of `obj`, on every process."""
     if procs.world == 1:

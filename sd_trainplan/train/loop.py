@@ -194,9 +194,10 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     graphed = _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, reducer, emit, graph_capture)
 
     def validate(step: int):
-        val = fixed_grid_loss(adapter, val_latents, val_prompts, cfg.seed, cfg.val_timesteps) if val_latents else None
-        stab = fixed_grid_loss(adapter, latents, train_prompts, cfg.seed, cfg.val_timesteps, stable)
-        val, stab = reduce_mean(procs, val), reduce_mean(procs, stab)
+        # the processes split the scoring between them (and sum), so P processes validate P times faster
+        val = fixed_grid_loss(adapter, val_latents, val_prompts, cfg.seed, cfg.val_timesteps, procs=procs) \
+            if val_latents else None
+        stab = fixed_grid_loss(adapter, latents, train_prompts, cfg.seed, cfg.val_timesteps, stable, procs=procs)
         emit("val", step=step, total=cfg.steps, val_loss=val, stable_loss=stab)
         return val, stab
 

@@ -13,6 +13,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 from .atomic import atomic_write, atomic_write_text
 from .config import TrainConfig
+from .dist import Processes
 from .events import Event, Sink
 from .plot import ema, line_plot
 
@@ -103,7 +104,10 @@ def _smooth3(v: List[float]) -> List[float]:
 
 def lr_range_test(cfg: TrainConfig, mode: str = "linear", max_lr: Optional[float] = None, min_lr: float = 0.0,
                   steps: Optional[int] = None, adapter=None, sinks: Iterable[Sink] = (),
-                  stop: Callable[[], bool] = lambda: False) -> RangeResult:
+                  stop: Callable[[], bool] = lambda: False, procs: Processes = Processes()) -> RangeResult:
+    """Several processes (`accelerate launch`) sweep as one data-parallel run: the validation loss is
+    split between them and summed, the divergence stop is the main process's (train() stops every
+    process at the same update), and only the main process analyses and writes the result."""
     from .loop import train
     if mode not in ("linear", "exp"):
         raise ValueError(f"mode: must be linear or exp (got {mode!r})")
@@ -125,7 +129,11 @@ def lr_range_test(cfg: TrainConfig, mode: str = "linear", max_lr: Optional[float
                 state["best"] = min(state["best"], ev.val_loss)
                 state["diverged"] = state["diverged"] or ev.val_loss > DIVERGE * state["best"]
 
-    run = train(sweep, adapter=adapter, sinks=[collect, *sinks], stop=lambda: stop() or state["diverged"], export=False)
+    run = train(sweep, adapter=adapter, sinks=[collect, *sinks], stop=lambda: stop() or state["diverged"], export=False,
+                procs=procs)
+    if not procs.main:  # its sinks saw no events: the main process holds the points
+        return RangeResult(mode, max_lr, min_lr, run.steps_done, [], {}, False, run_dir=str(run.run_dir),
+                           message="written by the main process")
     from ..plan.schedule import lr_at
     from .config import lr_schedule
     sched = lr_schedule(sweep)

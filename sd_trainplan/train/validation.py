@@ -16,6 +16,7 @@ import torch
 
 from ..models.adapter import add_noise, target_for
 from . import keyed_rng
+from .dist import Processes, reduce_sums
 from .latent_cache import BucketLatents
 
 Bucket = Tuple[int, int]
@@ -28,16 +29,21 @@ def timestep_grid(k: int, T: int) -> List[int]:
 
 @torch.no_grad()
 def fixed_grid_loss(adapter, latents: Dict[Bucket, BucketLatents], prompts: Dict[int, str], seed: int, k: int,
-                    subset: Sequence[int] = (), batch: int = 16) -> float:
-    """Mean loss over every (image, grid timestep) pair; `subset` limits the images (dataset indices)."""
+                    subset: Sequence[int] = (), batch: int = 16, procs: Processes = Processes()) -> float:
+    """Mean loss over every (image, grid timestep) pair; `subset` limits the images (dataset indices).
+    Several processes split the pairs (every `world`-th from `rank`) and sum their parts: each pair's
+    noise is keyed by its image and slot, so the mean is the same whatever the process count."""
     T = adapter.alphas_cumprod.shape[0]
     grid = timestep_grid(k, T)
     dtype = next(adapter.unet().parameters()).dtype
     total, count = 0.0, 0
     keep = set(subset)
-    for bucket, bl in sorted(latents.items()):
-        rows = [r for r, i in enumerate(bl.items) if not keep or i in keep]
-        pairs = [(r, j) for r in rows for j in range(k)]
+    everything = [(bucket, r, j) for bucket, bl in sorted(latents.items())
+                  for r, i in enumerate(bl.items) if not keep or i in keep for j in range(k)]
+    mine = everything[procs.rank::procs.world]
+    for bucket in sorted({b for b, _, _ in mine}):
+        bl = latents[bucket]
+        pairs = [(r, j) for b, r, j in mine if b == bucket]
         for s in range(0, len(pairs), batch):
             chunk = pairs[s:s + batch]
             r_idx = torch.tensor([r for r, _ in chunk], device=adapter.device)
@@ -52,6 +58,7 @@ def fixed_grid_loss(adapter, latents: Dict[Bucket, BucketLatents], prompts: Dict
             target = target_for(adapter, adapter.prediction_type, x0, noise, t)
             total += torch.nn.functional.mse_loss(pred, target.float(), reduction="sum").item() / x0[0].numel()
             count += len(chunk)
+    total, count = reduce_sums(procs, [total, float(count)])
     return total / max(1, count)
 
 
