@@ -24,9 +24,10 @@ def run(n: int, method: str, steps: int, data: Path, out: Path, log_every: int =
                       "--resolution", "512", "--no-noise-scale", "--keep-last", "1"]
     t0 = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
-    if p.returncode:  # the first traceback is the failing process's own, not the launcher's
-        first = p.stderr.find("Traceback")
-        return {"gpus": n, "error": p.stderr[first:first + 4000] if first >= 0 else p.stderr[-4000:]}
+    if p.returncode:  # the first traceback is the failing process's own, not the launcher's; a bad-input
+        first = p.stderr.find("Traceback")  # exit (2) prints its message, and no traceback, before the launcher's
+        return {"gpus": n, "exit": p.returncode,
+                "error": p.stderr[max(0, first - 1500):first + 2500] if first >= 0 else p.stderr[-4000:]}
     (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     recs = [r for r in recs if "images_seen" in r and "elapsed_s" in r]
@@ -51,7 +52,8 @@ def main() -> None:
     import torch
     from sd_trainplan.train.sample_data import make_shapes
     tmp = Path(tempfile.mkdtemp())
-    data = make_shapes(tmp / "data", size=512, per_kind=1)
+    # 12 images a kind; enough kinds that every process gets a batch of 4 (the trainer refuses fewer)
+    data = make_shapes(tmp / "data", size=512, per_kind=-(-4 * a.gpus // 12))
     rows = [run(n, a.method, a.steps, data, Path(tempfile.mkdtemp(dir=tmp)), a.log_every) for n in (1, a.gpus)]
     gpu = torch.cuda.get_device_name()
     if "error" not in rows[0] and "error" not in rows[1]:
