@@ -7,7 +7,7 @@ master weights, foreach AdamW, bf16 autocast, grad-norm clip (as shared/bench/an
 conditioning, bf16 frozen weights, fused AdamW, the update replayed from CUDA graphs.
 "ours_lowvram": the same with gradient checkpointing and 8-bit AdamW.
 
-  python bench/step_bench.py [--only db,lora,ti] [--bs 1,4,8,16] [--impl ours,recipe,ours_lowvram]
+  python bench/step_bench.py [--only db,lora,ti] [--bs 1,4,8,16] [--impl ours,recipe,ours_lowvram,ours_compiled]
                              [--steps 20] [--out bench/results] [--tiny]   (--tiny: a CPU smoke run)
 
 Prints img/s, ms/step, peak GiB, FLOP per step and the fraction of the measured bf16 matmul
@@ -184,23 +184,27 @@ def timed_train(cfg_kw: dict, adapter, device, warm: int, steps: int, impl: str,
         if ev.kind == "prepare" and "CUDA graphs" in ev.message:
             notes.append(ev.message)
 
+    t0 = time.perf_counter()
     train(cfg, adapter=adapter, sinks=[sink], export=False)
     first = min(s for s in marks if s >= warm)
     dt = (marks[total] - marks[first]) / (total - first)
     return dict(impl=impl, ms_per_step=dt * 1e3, img_per_s=cfg.batch_size / dt, peak_gib=peak_alloc_gib(device),
-                peak_reserved_gib=peak_gib(device), notes=notes)
+                peak_reserved_gib=peak_gib(device), notes=notes,
+                first_log_s=marks[min(marks)] - t0)  # set-up, recording (and compiling) to the first log step
 
 
 def ours(method: str, bs: int, res: int, tiny: bool, device, steps: int, data: Path, lowvram: bool = False,
-         warm: int = 10, channels_last: str = "auto") -> dict:
-    """sd_trainplan's trainer on a synthetic dataset."""
+         warm: int = 10, channels_last: str = "auto", compiled: bool = False) -> dict:
+    """sd_trainplan's trainer on a synthetic dataset (`compiled`: with `compile = true`)."""
     unet, vae, text, tok = build(tiny, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     adapter = DiffusersAdapter(unet, vae, text, tok, SCHEDULER, device, unet.dtype, "random SD1.5")
     reset_memory(device)  # the peak of training, not of building random models in fp32
     kw = dict(method=METHODS[method], data=str(data), output=str(data.parent / "runs"), resolution=res,
               batch_size=bs, lr=1e-6 if method == "db" else 1e-4, gradient_checkpointing=lowvram,
-              optimizer="adamw8bit" if lowvram else "adamw", token="sks", channels_last=channels_last)
-    return timed_train(kw, adapter, device, warm, steps, "ours_lowvram" if lowvram else "ours")
+              optimizer="adamw8bit" if lowvram else "adamw", token="sks", channels_last=channels_last,
+              compile=compiled)
+    return timed_train(kw, adapter, device, warm, steps, "ours_compiled" if compiled else
+                       "ours_lowvram" if lowvram else "ours")
 
 
 def commit() -> str:
@@ -241,12 +245,12 @@ def main() -> None:
                         r = recipe(m, bs, res, a.tiny, device, a.steps)
                     else:
                         r = ours(m, bs, res, a.tiny, device, a.steps, data, lowvram=impl == "ours_lowvram",
-                                 channels_last=a.channels_last)
+                                 channels_last=a.channels_last, compiled=impl == "ours_compiled")
                         r["channels_last"] = a.channels_last
                 except Exception as e:  # one failure must not lose the other rows
                     r = dict(impl=impl, error=f"{type(e).__name__}: {e}"[:400])
                 r.update(method=METHODS[m], bs=bs)
-                r["estimated_gib"] = estimate_gib(METHODS[m], bs, res, impl)
+                r["estimated_gib"] = estimate_gib(METHODS[m], bs, res, "ours" if impl == "ours_compiled" else impl)
                 if "flop_per_step" not in r:
                     r["flop_per_step"] = next((x["flop_per_step"] for x in rows
                                                if x.get("flop_per_step") and x["method"] == r["method"]

@@ -41,6 +41,7 @@ class DiffusersAdapter:
         self.base_resolution = base_resolution or int(unet.config.sample_size) * self.latent_scale
         self.source = source
         self.layers_per_block = unet.config.layers_per_block
+        self._compiled = None  # use_compile()
 
     # --- the protocol -----------------------------------------------------------------------
     def unet(self) -> nn.Module:
@@ -74,7 +75,10 @@ class DiffusersAdapter:
         return self._text(ids)[0]
 
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self._unet(noisy, t, encoder_hidden_states=cond).sample
+        # the compiled UNet serves the update only: validation and sampling run other batch shapes
+        # without gradients, and each would cost a compile of its own
+        unet = self._compiled if self._compiled is not None and torch.is_grad_enabled() else self._unet
+        return unet(noisy, t, encoder_hidden_states=cond).sample
 
     def add_token(self, token: str, n_vectors: int, init_word: str) -> SplicedToken:
         return splice_token(self.tokenizer, self._text, token, n_vectors, init_word)
@@ -110,6 +114,13 @@ class DiffusersAdapter:
         """NHWC weights for the UNet's convolutions (faster on tensor cores; values unchanged).
         Standalone models only: the WebUI's loaded model keeps its layout."""
         self._unet.to(memory_format=torch.channels_last)
+
+    def use_compile(self) -> None:
+        """The UNet through torch.compile (Inductor fuses the norms, activations and residual adds that
+        dominate the step; each batch shape compiles once, on its first update, and static shapes keep
+        it to one compile per bucket). The module itself is untouched: its names, state dict and
+        exports are the same. Standalone models only, like channels-last."""
+        self._compiled = torch.compile(self._unet, dynamic=False)
 
     def use_norms_in(self, dtype: torch.dtype) -> int:
         """The UNet's GroupNorm/LayerNorm compute in `dtype` (bf16 under bf16 autocast: norms.py says

@@ -188,6 +188,14 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
             adapter.use_channels_last()  # auto: measured faster at BS 1-4 on an H100, slower at 16
         if hasattr(adapter, "use_norms_in") and compute_dtype(cfg, device, adapter) == torch.bfloat16:
             adapter.use_norms_in(torch.bfloat16)  # no fp32 round trips around every norm (models/norms.py)
+    if cfg.compile:
+        if device.type == "cuda" and hasattr(adapter, "use_compile"):
+            adapter.use_compile()
+            emit("prepare", message="compiling the UNet (torch.compile) on the first update of each batch shape:"
+                 " this takes minutes, then every update is faster")
+        else:
+            emit("prepare", message="compile: only a standalone model on a CUDA device is compiled; training"
+                 " uncompiled")
     step = StepMath(cfg, adapter, latents, prompts, prior, order, procs, autocast)
     running = torch.zeros((), device=device)
     reducer = OverlappedAverage(procs, trainable, step.reduce_dtype)
