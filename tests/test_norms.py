@@ -42,7 +42,7 @@ def test_norms_compute_in_bf16_and_predict_the_same():
     assert all(torch.equal(before[k], after[k]) and before[k].dtype == after[k].dtype for k in before)
 
 
-def test_a_norm_hands_on_bf16_even_from_fp32_input_and_matches_fp32_math():
+def test_a_norm_hands_on_bf16_under_autocast_and_matches_fp32_math():
     gn, ln = nn.GroupNorm(4, 16), nn.LayerNorm(16)
     with torch.no_grad():
         for m in (gn, ln):
@@ -51,7 +51,23 @@ def test_a_norm_hands_on_bf16_even_from_fp32_input_and_matches_fp32_math():
     y = torch.randn(3, 5, 16) * 3 + 1
     ref_g, ref_l = gn(x), ln(y)
     assert norms_in(nn.Sequential(gn, ln), torch.bfloat16) == 2
-    got_g, got_l = gn(x), ln(y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got_g, got_l = gn(x), ln(y)
     assert got_g.dtype == got_l.dtype == torch.bfloat16
     torch.testing.assert_close(got_g.float(), ref_g, rtol=2e-2, atol=2e-2)
     torch.testing.assert_close(got_l.float(), ref_l, rtol=2e-2, atol=2e-2)
+
+
+def test_outside_autocast_an_fp32_unet_predicts_as_before():
+    """Validation and sampling run without autocast; a Dreambooth UNet keeps fp32 weights. The norms
+    must not hand bf16 to its fp32 convolutions there (that raised a dtype error on CUDA)."""
+    unet = _unet()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 4, 16, 16, generator=g)
+    cond = torch.randn(1, 77, UNET["cross_attention_dim"], generator=g)
+    with torch.no_grad():
+        ref = unet(x, torch.tensor([500]), encoder_hidden_states=cond).sample
+        norms_in(unet, torch.bfloat16)
+        out = unet(x, torch.tensor([500]), encoder_hidden_states=cond).sample
+    assert out.dtype == torch.float32
+    assert torch.equal(out, ref)  # the plain fp32 layers, bit for bit

@@ -1,4 +1,5 @@
-"""Normalisation layers that compute in bf16 while the rest of the step runs under bf16 autocast.
+"""Normalisation layers that compute in bf16 while the rest of the step runs under bf16 autocast
+(outside autocast they are the plain layers they were).
 
 Autocast runs GroupNorm and LayerNorm in fp32: each norm turns its bf16 input into an fp32 copy,
 writes an fp32 output, the SiLU after it runs in fp32, and the next convolution casts it back to
@@ -21,12 +22,22 @@ def _cast(t, dtype):
     return None if t is None else t.to(dtype)
 
 
+def _in_autocast(x: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Only inside autocast to `dtype`: outside it (validation, sampling) a Dreambooth UNet keeps
+    fp32 weights, and a bf16 norm output would meet an fp32 convolution."""
+    return torch.is_autocast_enabled(x.device.type) and torch.get_autocast_dtype(x.device.type) == dtype
+
+
 def _group_norm(m: nn.GroupNorm, dtype: torch.dtype, x: torch.Tensor) -> torch.Tensor:
+    if not _in_autocast(x, dtype):
+        return F.group_norm(x, m.num_groups, m.weight, m.bias, m.eps)  # nn.GroupNorm's own forward
     with torch.autocast(x.device.type, enabled=False):
         return F.group_norm(x.to(dtype), m.num_groups, _cast(m.weight, dtype), _cast(m.bias, dtype), m.eps)
 
 
 def _layer_norm(m: nn.LayerNorm, dtype: torch.dtype, x: torch.Tensor) -> torch.Tensor:
+    if not _in_autocast(x, dtype):
+        return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)  # nn.LayerNorm's own forward
     with torch.autocast(x.device.type, enabled=False):
         return F.layer_norm(x.to(dtype), m.normalized_shape, _cast(m.weight, dtype), _cast(m.bias, dtype), m.eps)
 
