@@ -51,7 +51,8 @@ def test_bf16_compute_matches_fp32_within_bf16_tolerance(shapes_dir, tmp_path):
 @pytest.mark.parametrize("method", ["dreambooth", "lora", "ti"])
 def test_cuda_graphs_match_eager_after_10_updates(shapes_dir, tmp_path, method):
     cfg = TrainConfig(method=method, data=str(shapes_dir), output=str(tmp_path), resolution=64, steps=10,
-                      batch_size=2, grad_accum=2, lr=1e-3, log_every=1, token="zwx", device="cuda", noise_scale=False)
+                      batch_size=2, grad_accum=2, lr=1e-3, log_every=1, token="zwx", device="cuda", noise_scale=False,
+                      val_every=5, sample_every=10)  # validation and samples run outside autocast
     events = []
     graphed = train(cfg, adapter=load_diffusers("tiny", device="cuda"), sinks=[events.append])
     assert not any("CUDA graphs off" in e.message for e in events)
