@@ -115,7 +115,8 @@ class OverlappedAverage:
             # one multi-tensor kernel for the whole bucket (casting as it copies), not one per
             # gradient: 700 small copies each way cost more than the all-reduce they feed
             torch._foreach_copy_(views, grads)
-            self.inflight.append((grads, views, flat, dist.all_reduce(flat, op=dist.ReduceOp.AVG if self.nccl else dist.ReduceOp.SUM, async_op=True)))
+            op = dist.ReduceOp.AVG if self.nccl else dist.ReduceOp.SUM  # gloo has no AVG: finish() divides
+            self.inflight.append((grads, views, flat, dist.all_reduce(flat, op=op, async_op=True)))
 
     def finish(self) -> None:
         """Wait for every bucket (a bucket with a gradient that never came, from a parameter this

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+from ..train.data import IMAGE_EXTS, list_images  # the trainer's own notion of an image file
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class FolderCount:
         if self.problem:
             return self.problem
         if not self.images:
-            text = f"No images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) in {self.path}."
+            text = f"No images ({', '.join(e[1:] for e in IMAGE_EXTS)}) in {self.path}."
             if self.subfolder_images:
                 text += (f" Its subfolders hold {self.subfolder_images}: point to the folder that holds the"
                          " images (for kohya's '10_token class' folders, the numbered folder).")
@@ -65,7 +66,7 @@ def count_images(path: str) -> FolderCount:
                 ext = ext.lower()
                 if e.is_dir():
                     sub += _count_flat(e.path)
-                elif ext in IMAGE_EXTENSIONS:
+                elif ext in IMAGE_EXTS:
                     by_ext[ext[1:]] = by_ext.get(ext[1:], 0) + 1
                     stems.add(stem)
                 elif ext == ".txt":
@@ -78,7 +79,7 @@ def count_images(path: str) -> FolderCount:
 def _count_flat(folder: str) -> int:
     try:
         with os.scandir(folder) as entries:
-            return sum(1 for e in entries if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
+            return sum(1 for e in entries if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTS)
     except OSError:
         return 0
 
@@ -97,13 +98,15 @@ def image_sizes(folder: str) -> Tuple[Tuple[int, int], ...]:
 @lru_cache(maxsize=16)
 def _sizes(folder: str, stamp: int) -> Tuple[Tuple[int, int], ...]:
     from PIL import Image
+    try:
+        paths = list_images(Path(folder))
+    except OSError:
+        return ()
     out = []
-    with os.scandir(folder) as entries:
-        for e in sorted(entries, key=lambda e: e.name):
-            if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
-                try:
-                    with Image.open(e.path) as im:
-                        out.append(im.size)
-                except (OSError, ValueError):
-                    continue
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                out.append(im.size)
+        except (OSError, ValueError):
+            continue
     return tuple(out)
