@@ -1,7 +1,7 @@
 """UiHooks for the WebUI: the page's trainer runs on the WebUI's loaded model, in its queue.
 
 - load_adapter: checks the loaded model (session.py, loaded_model.py) and wraps `shared.sd_model`
-  in the ldm adapter as it is (adapter.py).
+  as it is in the ldm adapter (adapter.py), or the sgm one for SDXL (sdxl_adapter.py).
 - wrap_job: `modules.call_queue.wrap_gradio_gpu_call`, so a run holds the WebUI's queue lock
   (never beside txt2img), under a task id of its own that the page's progress bar follows
   (/internal/progress; the id is in GET /sd_trainplan/train).
@@ -43,6 +43,7 @@ class WebUiHost:
         from modules import devices, lowvram, sd_hijack, shared
         from modules.textual_inversion.textual_inversion import Embedding
         from .adapter import WebUiLdmAdapter
+        from .sdxl_adapter import WebUiSgmAdapter
         if self.run is not None:  # a job that ended without restore(): put that model back first
             self.restore()
         model = shared.sd_model
@@ -52,8 +53,8 @@ class WebUiHost:
         try:
             info = getattr(model, "sd_checkpoint_info", None)
             source = f"the WebUI's loaded model {getattr(info, 'name_for_extra', '') or ''}".strip()
-            adapter = WebUiLdmAdapter(model, devices.device, sd_hijack.model_hijack.embedding_db, Embedding,
-                                      source=source)
+            kind = WebUiSgmAdapter if hasattr(model, "conditioner") else WebUiLdmAdapter  # SDXL: sgm's DiffusionEngine
+            adapter = kind(model, devices.device, sd_hijack.model_hijack.embedding_db, Embedding, source=source)
             adapter.on_token = lambda tv: run.cleanups.append(lambda: adapter.remove_token(tv))
         except BaseException:
             self.restore()

@@ -10,7 +10,9 @@ own checks), never as a crash halfway through a run. What can be handled is hand
   Dreambooth's UNet as fp32 masters for the run); the frozen weights stay fp16.
 - LoRA deltas the built-in Lora extension merged into the weights: put back from its own
   backups first (lora_merge below), or training is refused if they cannot be.
-- fp8 weight storage, SDXL, SD3 and other model classes: refused, with the reason.
+- SDXL (sgm DiffusionEngine): trained as SD1/SD2 are (host/sdxl_adapter.py); its refiner and
+  other sgm models are refused with the reason (models/sgm_adapter.py reads the conditioner).
+- fp8 weight storage, SD3 and other model classes: refused, with the reason.
 """
 from __future__ import annotations
 
@@ -21,20 +23,19 @@ import torch
 
 from ..train.config import ConfigError, TrainConfig
 
-SDXL_NOTE = ("the loaded model is SDXL (sgm DiffusionEngine): training SDXL inside the WebUI is not"
-             " available yet; load an SD1.x or SD2.x checkpoint, or train SDXL in standalone mode")
-
-
 def model_problems(model, cfg: TrainConfig, cmd_opts, opts) -> List[str]:
     """Reasons this run cannot train the loaded model (empty: it can)."""
     if model is None:
         return ["model: no checkpoint is loaded in the WebUI; choose one in the checkpoint dropdown first"]
-    if hasattr(model, "conditioner"):
-        return [f"model: {SDXL_NOTE}"]
     kind = type(model).__name__
-    if not all(hasattr(model, a) for a in ("apply_model", "first_stage_model", "cond_stage_model", "parameterization")):
-        return [f"model: the loaded model ({kind}) is not an SD1.x/SD2.x LatentDiffusion; training inside the"
-                " WebUI supports those (standalone mode loads other checkpoints)"]
+    if hasattr(model, "conditioner"):  # SDXL: sgm's DiffusionEngine
+        from .sdxl_adapter import sdxl_problems
+        problems = sdxl_problems(model)
+        if problems:
+            return problems
+    elif not all(hasattr(model, a) for a in ("apply_model", "first_stage_model", "cond_stage_model", "parameterization")):
+        return [f"model: the loaded model ({kind}) is not an SD1.x/SD2.x LatentDiffusion nor an SDXL DiffusionEngine;"
+                " training inside the WebUI supports those (standalone mode loads other checkpoints)"]
     problems = []
     if getattr(model, "parameterization", None) not in ("eps", "v"):
         problems.append(f"model: parameterization {model.parameterization!r} is not supported (eps or v)")

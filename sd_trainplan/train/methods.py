@@ -80,29 +80,35 @@ class TextualInversion:
     def __init__(self, adapter, cfg: TrainConfig):
         self.adapter, self.cfg = adapter, cfg
         self.token = adapter.add_token(cfg.token, cfg.vectors, cfg.init_word)
+        # SDXL: one set of vectors per text encoder ({"clip_l": ..., "clip_g": ...}, the WebUI's names)
+        self.parts: Dict[str, nn.Parameter] = getattr(self.token, "parts", None) or {"vectors": self.token.vectors}
 
     def param_groups(self) -> List[dict]:
-        return [{"params": [self.token.vectors], "lr_scale": 1.0, "weight_decay": 0.0}]
+        return [{"params": list(self.parts.values()), "lr_scale": 1.0, "weight_decay": 0.0}]
 
     def prompt_name(self) -> str:
         return self.token.prompt_text
 
     def trainable_state(self) -> Dict[str, torch.Tensor]:
-        return {"vectors": self.token.vectors}
+        return dict(self.parts)
 
     def load_trainable_state(self, state: Dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
-            self.token.vectors.copy_(state["vectors"])
+            for k, p in self.parts.items():
+                p.copy_(state[k])
 
     def export(self, folder: Path, step: int) -> Path:
-        vec = self.token.vectors.detach().float().cpu()
+        vecs = {k: p.detach().float().cpu() for k, p in self.parts.items()}
+        sdxl = "vectors" not in vecs  # the WebUI reads an SDXL embedding as a dict of clip_l and clip_g
         if self.cfg.export_format == "pt":  # the WebUI's own layout (modules/textual_inversion)
             path = unique_path(folder / f"{self.cfg.name}.pt")
-            data = {"string_to_token": {"*": 265}, "string_to_param": {"*": vec}, "name": self.cfg.name,
-                    "step": step, "sd_checkpoint": None, "sd_checkpoint_name": None}
+            data = vecs if sdxl else {"string_to_token": {"*": 265}, "string_to_param": {"*": vecs["vectors"]},
+                                      "name": self.cfg.name, "step": step, "sd_checkpoint": None,
+                                      "sd_checkpoint_name": None}
             return atomic_write(path, lambda tmp: torch.save(data, tmp))
         meta = {"sd_trainplan": "ti", "step": str(step), "token": self.cfg.token, "init_word": self.cfg.init_word}
-        return save_safetensors(folder / f"{self.cfg.name}.safetensors", {"emb_params": vec}, meta)
+        tensors = vecs if sdxl else {"emb_params": vecs["vectors"]}
+        return save_safetensors(folder / f"{self.cfg.name}.safetensors", tensors, meta)
 
     def close(self) -> None:
         pass
