@@ -7,7 +7,7 @@
 #   .venv/        standalone app and trainer, pinned like Forge (gradio 4.40, diffusers 0.31)
 #   .venv-a1111/  pinned like AUTOMATIC1111 1.10 (gradio 3.41.2, transformers 4.30.2, ldm)
 #   /usr/bin/chromium  Debian's Chromium, for the browser tests (Playwright drives it; never a downloaded browser)
-#   .hosts/       the real WebUIs the tests boot: AUTOMATIC1111 v1.10.1 (torch 2.1.2) and Forge (torch 2.3.1),
+#   build/hosts/  the real WebUIs the tests boot: AUTOMATIC1111 v1.10.1 (torch 2.1.2) and Forge (torch 2.3.1),
 #                 each with its own venv, from HOSTS_SRC (tests/hosts/build_host.sh; about 4 minutes each)
 PY ?= python3
 TORCH := .venv-torch
@@ -17,7 +17,7 @@ PIPQ := -m pip -q --disable-pip-version-check
 CHROMIUM := /usr/bin/chromium
 PORT ?= 7865
 HOSTS_SRC ?= ../shared/hosts
-HOSTS := .hosts
+HOSTS := build/hosts
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export GRADIO_ANALYTICS_ENABLED := False
 SITE = $(shell $(PY) -c 'import sys; print(f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")')

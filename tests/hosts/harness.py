@@ -1,9 +1,9 @@
 """The real WebUIs, booted offline on the CPU, with this extension installed as a user installs it.
 
-`make hosts` builds them (tests/hosts/build_host.sh, from ../shared/hosts) under `.hosts/`:
-  .hosts/a1111/         AUTOMATIC1111 v1.10.1 and the repositories it pins, venv/ with torch 2.1.2
-  .hosts/forge/         Forge dfdcbab6 and its repositories, venv/ with torch 2.3.1
-  .hosts/<kind>-models/ the tiny checkpoints each loads (made by the shared makers)
+`make hosts` builds them (tests/hosts/build_host.sh, from ../shared/hosts) under `build/hosts/`:
+  build/hosts/a1111/         AUTOMATIC1111 v1.10.1 and the repositories it pins, venv/ with torch 2.1.2
+  build/hosts/forge/         Forge dfdcbab6 and its repositories, venv/ with torch 2.3.1
+  build/hosts/<kind>-models/ the tiny checkpoints each loads (made by the shared makers)
 
 A test session never writes into those trees: each launch gets a data folder of its own
 (`--data-dir`: config.json, models/, embeddings/, extensions/, outputs/ live there), with
@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
-HOSTS = Path(os.environ.get("SD_TRAINPLAN_HOSTS", ROOT / ".hosts"))
+# Not under a folder whose name starts with a dot: gradio refuses to serve files from such paths (the
+# WebUI serves its own script.js with file=..., gradio 3.41 routes.py: is_dotfile -> 403).
+HOSTS = Path(os.environ.get("SD_TRAINPLAN_HOSTS", ROOT / "build" / "hosts"))
 EXTENSION = "sd_trainplan"
 COMMON_FLAGS = ["--skip-torch-cuda-test", "--skip-python-version-check", "--skip-version-check", "--use-cpu", "all",
                 "--no-half", "--precision", "full", "--api", "--no-download-sd-model"]
@@ -246,7 +248,11 @@ def start_host(kind: Kind, data: Path, extra_flags: Sequence[str] = (), env: Opt
     log_path = data / f"webui-{port}.log"
     flags = [*COMMON_FLAGS, *kind.extra_flags, "--data-dir", str(data), "--port", str(port)]
     if kind is FORGE:
-        flags += ["--ckpt", str(data / "models" / "Stable-diffusion" / kind.checkpoint)]
+        flags += ["--ckpt", str(data / "models" / "Stable-diffusion" / kind.checkpoint),
+                  # Forge lets gradio serve files from the data folder only (cmd_args.py: --gradio-allowed-path
+                  # defaults to [data_path]); with the data folder outside its tree its own script.js would be
+                  # refused. A user's data folder is the tree: allow the tree, as then.
+                  "--gradio-allowed-path", str(kind.tree)]
     if auth:
         flags += ["--api-auth", auth]
     flags += list(extra_flags)
