@@ -16,12 +16,12 @@ What differs from the standalone SgmAdapter, as WebUiLdmAdapter differs from Ldm
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
 
-from ..models.sgm_adapter import TI_KEYS, SgmAdapter
+from ..models.sgm_adapter import SDXL_BASE_RESOLUTION, TI_KEYS, SgmAdapter
 from .adapter import WebUiLdmAdapter
 
 
@@ -60,6 +60,14 @@ def sdxl_problems(model) -> List[str]:
         return [str(e) if isinstance(e, ValueError) else f"model: the loaded {type(model).__name__} is not an SDXL"
                 f" DiffusionEngine this can train ({e})"]
     return []
+
+
+def resolution_note(model, cfg) -> Optional[str]:
+    """Said at the start of a run on SDXL below its base resolution (the planner's RES_B 1024)."""
+    if not hasattr(model, "conditioner") or cfg.resolution >= SDXL_BASE_RESOLUTION:
+        return None
+    return (f"the loaded model is SDXL, made for {SDXL_BASE_RESOLUTION} px: this run trains at {cfg.resolution} px"
+            f" (the planner's figures for SDXL take RES_B = {SDXL_BASE_RESOLUTION})")
 
 
 class WebUiSgmAdapter(SgmAdapter):

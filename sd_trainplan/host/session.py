@@ -106,9 +106,10 @@ class RunOnLoadedModel:
                 self.backup = WeightBackup(parts)
                 self.say(f"Dreambooth trains the loaded weights in place: a copy of what it trains"
                          f" ({self.backup.nbytes / 2**30:.2f} GiB, in system memory) puts them back when the run ends")
-            note = loaded_model.precision_note(self.model, self.cfg)
-            if note:
-                self.say(note)
+            from .sdxl_adapter import resolution_note
+            for note in (loaded_model.precision_note(self.model, self.cfg), resolution_note(self.model, self.cfg)):
+                if note:
+                    self.say(note)
         except BaseException:
             self.finish()
             raise

@@ -18,6 +18,7 @@ GIB = 2 ** 30
 PARAMS = {"sd1": (859.52e6, 123.06e6, 83.65e6), "sd2": (865.91e6, 340.39e6, 83.65e6),
           "sdxl": (2567.5e6, 817.0e6, 83.65e6)}
 BASE_RES = {"sd1": 512, "sd2": 768, "sdxl": 1024}
+TOKEN_DIM = {"sd1": 768, "sd2": 1024, "sdxl": 768 + 1280}  # one TI vector (SDXL: one per text encoder)
 OPT_BYTES = {"adamw": 8, "adamw8bit": 2}
 LORA_PARAMS_PER_RANK = 0.2e6  # rank-1 LoRA on SD1.5's attention projections, about
 # (GiB per image, offset GiB) measured at 512 px, bf16 autocast. "ours" runs SDPA attention, norms in
@@ -55,7 +56,7 @@ def estimate(method: str, batch_size: int, resolution: int, arch: str = "sd1", o
     elif recipe:  # the diffusers TI example trains the whole embedding table, the text encoder in fp32
         trained, frozen = 49408 * 768.0, unet + vae + te * 2
     else:
-        trained, frozen = vectors * 768.0, unet + te + vae
+        trained, frozen = vectors * float(TOKEN_DIM[arch]), unet + te + vae
     weights = (frozen * 2 + trained * 4) / GIB
     grads = trained * 4 / GIB
     opt = trained * OPT_BYTES[optimizer] / GIB

@@ -203,7 +203,7 @@ def test_what_cannot_be_trained_is_refused_with_a_reason_and_nothing_changes(web
     assert tensor_hashes(model) == base and flags(model) == base_flags
 
     shared.sd_model = type("DiffusionEngine", (), {"conditioner": object()})()
-    with pytest.raises(ConfigError, match="SDXL"):
+    with pytest.raises(ConfigError, match="not an SDXL DiffusionEngine this can train"):
         run_job(hooks, config(dataset, tmp_path, method="lora"))
 
     half = model.half()
