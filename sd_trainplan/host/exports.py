@@ -6,6 +6,8 @@
 - LoRA: models/Lora (kohya keys; the Lora extension lists it after a refresh of its cards).
 - Dreambooth: models/Stable-diffusion, and the checkpoint list refreshed; the loaded model is put
   back to the original (session.py): the new checkpoint is used by choosing it in the dropdown.
+  When the loaded model was built from a yaml lying beside its checkpoint, a copy lies beside the
+  new one too (place_config): the WebUI would otherwise guess a config from the keys.
 A name already taken gets a suffix (-1, -2, ...): nothing is overwritten.
 """
 from __future__ import annotations
@@ -52,6 +54,20 @@ def forget_cached_conditioning() -> None:
         for name in names:
             if hasattr(cls, name):
                 setattr(cls, name, [None, None])
+
+
+def place_config(model, checkpoint: Path) -> Optional[Path]:
+    """The loaded model's own yaml beside a checkpoint trained from it. The WebUI builds a model from
+    `<checkpoint>.yaml` when there is one, else from a config it guesses from the state dict's keys
+    (modules/sd_models_config.py, v1.10.1: find_checkpoint_config_near_filename, then
+    guess_model_config_from_state_dict); a model that came with its own yaml needs it again."""
+    used, info = getattr(model, "used_config", None), getattr(model, "sd_checkpoint_info", None)
+    if not used or info is None or os.path.abspath(used) != os.path.abspath(os.path.splitext(info.filename)[0] + ".yaml"):
+        return None  # one of the WebUI's own configs: it finds it again
+    dest = checkpoint.with_suffix(".yaml")
+    if dest.exists():
+        return None
+    return atomic_write(dest, lambda tmp: shutil.copyfile(used, tmp))
 
 
 def refresh_lora_list() -> Optional[str]:

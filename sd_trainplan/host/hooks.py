@@ -124,6 +124,8 @@ class WebUiHost:
             message = f"LoRA saved to {dest}: use <lora:{dest.stem}:1> (refresh the Lora cards to see it)"
         else:
             dest = exports.place(src, settings.folder("sd_trainplan_checkpoints_dir"), cfg.name)
+            from modules import shared
+            exports.place_config(shared.sd_model, dest)
             exports.refresh_checkpoints()
             message = (f"checkpoint saved to {dest}; the loaded model is the original again: choose {dest.name}"
                        " in the checkpoint dropdown to use the new one")

@@ -135,7 +135,9 @@ def main(argv=None) -> None:
     OmegaConf.save(conf, str(yaml_path))
     sd = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
     path = ckpt_dir / f"{a.name}.safetensors"
-    save_file(sd, str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(sd, str(tmp))
+    os.replace(tmp, path)  # last and whole: its presence says the checkpoint is made (build_host.sh tests for it)
     n = sum(v.numel() for v in sd.values())
     print(f"wrote {path} ({n / 1e6:.1f}M params, {path.stat().st_size / 1e6:.1f} MB), {yaml_path}, {clip_l}")
     for pre in ("model.diffusion_model.", "first_stage_model.", "conditioner.embedders.0.", "conditioner.embedders.1."):
