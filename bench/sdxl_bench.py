@@ -73,22 +73,38 @@ def build_loaded_sgm(sgm_root: Path, tiny: bool, root: Path, device):
         p.first_stage_config.params.ddconfig.attn_type = "vanilla"
         p.conditioner_config.params.emb_models[0].params.version = str(clip_l)
         p.conditioner_config.params.emb_models[1].params.version = None  # built without weights, as the WebUI does
-    original = open_clip.create_model_and_transforms
+    import sgm.modules.diffusionmodules.discretizer as disc
+    # Built on the GPU (random init of 3.5B parameters on a CPU takes minutes): open_clip is asked for
+    # the CPU by sgm, and sgm's noise schedule goes through numpy, so both are kept where they work.
+    original, schedule = open_clip.create_model_and_transforms, disc.make_beta_schedule
     open_clip.create_model_and_transforms = lambda *a, device=None, **kw: original(*a, device=dev, **kw)
-    dev = device  # built where it trains (sgm asks open_clip for the CPU, then moves it)
+    disc.make_beta_schedule = lambda *a, **kw: _on_cpu(schedule, *a, **kw)
+    dev = device
+    torch.manual_seed(0)
     try:
         with torch.device(device):
-            torch.manual_seed(0)
             model = instantiate_from_config(conf.model)
+    except Exception as e:  # noqa: BLE001 - some other part wants the CPU: build it there
+        print(f"building on {device} failed ({type(e).__name__}: {e}); building on the CPU", flush=True)
+        dev = torch.device("cpu")
+        model = instantiate_from_config(conf.model)
     finally:
-        open_clip.create_model_and_transforms = original
+        open_clip.create_model_and_transforms, disc.make_beta_schedule = original, schedule
     model = model.to(device, torch.float16 if device.type == "cuda" else torch.float32).eval()
+    clip = model.conditioner.embedders[0].transformer
+    if not hasattr(clip, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel; the WebUI's 4.30 has the
+        object.__setattr__(clip, "text_model", clip)  # layer its hijack reaches (an alias, not a submodule)
     sd_models_xl.extend_sdxl(model)
     model.alphas_cumprod_original, model.is_sdxl, model.lowvram = model.alphas_cumprod, True, False
     hijack = sd_hijack.reset()
     hijack.hijack(model)
     shared.sd_model = model
     return WebUiSgmAdapter(model, device, hijack.embedding_db, Embedding, source="random SDXL (sgm)")
+
+
+def _on_cpu(fn, *a, **kw):
+    with torch.device("cpu"):
+        return fn(*a, **kw)
 
 
 def _clip_l_full(root: Path) -> Path:
@@ -134,9 +150,10 @@ def recipe(models, method: str, bs: int, res: int, device, steps: int) -> dict:
         from peft import LoraConfig
         for m in (unet, te1, te2):
             m.requires_grad_(False).to(wdt)
+        name = f"bs{bs}"
         unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian",
-                                    target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
-        adapters.append(unet)
+                                    target_modules=["to_k", "to_q", "to_v", "to_out.0"]), adapter_name=name)
+        adapters.append(name)
         params = [p for p in unet.parameters() if p.requires_grad]
         for p in params:
             p.data = p.data.float()
@@ -183,8 +200,11 @@ def recipe(models, method: str, bs: int, res: int, device, steps: int) -> dict:
         return dict(impl="sdxl_recipe", ms_per_step=dt * 1e3, img_per_s=bs / dt, peak_gib=peak_alloc_gib(device),
                     peak_reserved_gib=peak_gib(device))
     finally:
-        for m in adapters:
-            m.delete_adapters(m.active_adapters())
+        from peft.tuners.tuners_utils import BaseTunerLayer
+        for name in adapters:  # peft's own removal (diffusers' delete_adapters needs its PEFT backend switch)
+            for m in unet.modules():
+                if isinstance(m, BaseTunerLayer):
+                    m.delete_adapter(name)
         for te in (te1, te2):
             te.get_input_embeddings().weight.requires_grad_(False)
 

@@ -98,6 +98,7 @@ class SgmAdapter:
         self.pooled_dim = unet.label_emb[0][0].in_features - self.size_dim
         self.vector_rows = math.ceil(self.pooled_dim / self.context_dim)
         self._checkpointed: List[nn.Module] = []
+        self._sizes: Dict[tuple, torch.Tensor] = {}  # size_embedding's, per latent shape
 
     @staticmethod
     def check(model) -> None:
@@ -158,14 +159,22 @@ class SgmAdapter:
 
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         crossattn, pooled = unpack(cond, self.vector_rows, self.pooled_dim)
-        b, h, w = noisy.shape[0], noisy.shape[-2] * self.latent_scale, noisy.shape[-1] * self.latent_scale
-        sizes = {"original_size_as_tuple": (h, w), "crop_coords_top_left": (0, 0), "target_size_as_tuple": (h, w)}
-        vector = [pooled]
-        for e in self.size_embedders:
-            value = torch.tensor(sizes[e.input_key], device=noisy.device, dtype=torch.float32).repeat(b, 1)
-            vector.append(e(value).to(pooled.dtype))
+        y = torch.cat([pooled, self.size_embedding(noisy).to(pooled.dtype)], 1)
         # what sgm's OpenAIWrapper (and the WebUI's apply_model) does, less its empty `concat` tensor
-        return self.unet()(noisy, timesteps=t, context=crossattn, y=torch.cat(vector, 1))
+        return self.unet()(noisy, timesteps=t, context=crossattn, y=y)
+
+    def size_embedding(self, noisy: torch.Tensor) -> torch.Tensor:
+        """The size and crop part of the vector input for latents of this shape: original = target =
+        their size in pixels, crop (0, 0). Parameter-free, so kept per shape (a CUDA graph records the
+        lookup, not the host-to-device copy of the sizes)."""
+        b, h, w = noisy.shape[0], noisy.shape[-2] * self.latent_scale, noisy.shape[-1] * self.latent_scale
+        key = (b, h, w, noisy.device)
+        if key not in self._sizes:
+            sizes = {"original_size_as_tuple": (h, w), "crop_coords_top_left": (0, 0), "target_size_as_tuple": (h, w)}
+            parts = [e(torch.tensor(sizes[e.input_key], device=noisy.device, dtype=torch.float32).repeat(b, 1))
+                     for e in self.size_embedders]
+            self._sizes[key] = torch.cat(parts, 1).detach()
+        return self._sizes[key]
 
     def add_token(self, token: str, n_vectors: int, init_word: str):
         raise ValueError("method: Textual Inversion on SDXL trains inside AUTOMATIC1111, through its embedding"
