@@ -184,33 +184,46 @@ class LdmAdapter:
         attached by hooks out. The override calls `_forward` directly, so it never goes through
         those flags, and removing it puts the block back exactly as it was.
         """
-        for m in self._checkpointed:
-            del m.forward
-        self._checkpointed = []
-        if not on:
-            return
-        for m in self.unet().modules():
-            if type(m).__name__ in CHECKPOINTED:
-                m.forward = _recomputed(m._forward)
-                self._checkpointed.append(m)
+        self._checkpointed = checkpoint_blocks(self.unet(), self._checkpointed, on)
 
-    @contextlib.contextmanager
     def capture_context(self):
         """While a CUDA graph is recorded: ldm's timestep_embedding builds its frequency table on
         the CPU and copies it over, which a capture cannot contain. An equal function that builds
         it on the timesteps' device stands in for the recording only; the recorded kernels then
         hold no reference to either function, and the original is back at once."""
         import ldm.modules.diffusionmodules.openaimodel as oam
-        original = oam.timestep_embedding
-        oam.timestep_embedding = _timestep_embedding_on_device
-        try:
-            yield
-        finally:
-            oam.timestep_embedding = original
+        return timestep_table_on_device(oam)
 
     def describe(self) -> str:
         n = sum(p.numel() for p in self.unet().parameters()) / 1e6
         return f"ldm model ({self.source}; UNet {n:.1f}M params, {self.prediction_type})"
+
+
+def checkpoint_blocks(unet: nn.Module, done: List[nn.Module], on: bool) -> List[nn.Module]:
+    """Take the checkpointing off the blocks in `done`; with `on`, give every ResBlock and
+    transformer block of `unet` (ldm's or sgm's: the same classes) a forward that recomputes its
+    `_forward` in the backward pass. Returns the blocks that have one."""
+    for m in done:
+        del m.forward
+    out: List[nn.Module] = []
+    if on:
+        for m in unet.modules():
+            if type(m).__name__ in CHECKPOINTED:
+                m.forward = _recomputed(m._forward)
+                out.append(m)
+    return out
+
+
+@contextlib.contextmanager
+def timestep_table_on_device(module):
+    """`module.timestep_embedding` (ldm's or sgm's openaimodel) replaced, for the block, by the same
+    function building its table on the timesteps' device."""
+    original = module.timestep_embedding
+    module.timestep_embedding = _timestep_embedding_on_device
+    try:
+        yield
+    finally:
+        module.timestep_embedding = original
 
 
 def _recomputed(fn):

@@ -24,14 +24,13 @@ else from the denoiser's sigmas. Host path: Python 3.10, torch 2.1; imports neit
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
 
-from .ldm_adapter import CHECKPOINTED, _recomputed, _timestep_embedding_on_device
+from .ldm_adapter import checkpoint_blocks, timestep_table_on_device
 from .split_attention import split
 
 PREDICTION = {"EpsScaling": "epsilon", "VScaling": "v_prediction"}
@@ -218,26 +217,13 @@ class SgmAdapter:
     def set_gradient_checkpointing(self, on: bool) -> None:
         """As LdmAdapter's: torch's non-reentrant checkpoint around each ResBlock and transformer
         block's `_forward` (sgm's own CheckpointFunction cannot train a frozen model either)."""
-        for m in self._checkpointed:
-            del m.forward
-        self._checkpointed = []
-        if on:
-            for m in self.unet().modules():
-                if type(m).__name__ in CHECKPOINTED:
-                    m.forward = _recomputed(m._forward)
-                    self._checkpointed.append(m)
+        self._checkpointed = checkpoint_blocks(self.unet(), self._checkpointed, on)
 
-    @contextlib.contextmanager
     def capture_context(self):
         """While a CUDA graph is recorded: sgm's timestep_embedding (the UNet's and the size
         embeddings') builds its table on the CPU; see LdmAdapter.capture_context."""
         import sgm.modules.diffusionmodules.openaimodel as oam
-        original = oam.timestep_embedding
-        oam.timestep_embedding = _timestep_embedding_on_device
-        try:
-            yield
-        finally:
-            oam.timestep_embedding = original
+        return timestep_table_on_device(oam)
 
     def describe(self) -> str:
         n = sum(p.numel() for p in self.unet().parameters()) / 1e6
