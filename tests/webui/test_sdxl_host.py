@@ -147,3 +147,21 @@ def test_an_sdxl_refiner_is_refused_by_name_and_nothing_changes(webui, dataset, 
     with pytest.raises(ConfigError, match="not an SDXL base model"):
         run_job(make_hooks(), config(dataset, tmp_path, method="lora", **SMALL))
     assert tensor_hashes(model) == base
+
+
+def test_medvram_sdxl_holds_the_conditioner_for_the_run_and_puts_the_swapping_back(dataset, tmp_path):
+    """--medvram(-sdxl) swaps SDXL's whole conditioner in and out (lowvram.setup_for_low_vram); TI needs
+    both its encoders with the UNet in one step, so the run holds them all and gives the hooks back."""
+    from modules import lowvram
+    from sd_trainplan.host.hooks import STATUS, make_hooks
+    _, model = start_webui(tmp_path / "webui", medvram=True, sdxl=True)
+    hooked = sorted(n for n, m in model.named_modules() if m._forward_pre_hooks)
+    assert hooked == ["conditioner", "first_stage_model", "model"] and "encode" in vars(model.first_stage_model)
+    base = tensor_hashes(model)
+    run_job(make_hooks(), config(dataset, tmp_path, method="ti", token="zwq", init_word="shape", **SMALL))
+    held = sum(p.numel() * p.element_size() for part in (model.model, model.first_stage_model, model.conditioner)
+               for p in part.parameters()) / 2 ** 30  # the UNet, the VAE and both text encoders
+    assert any(f"({held:.1f} GiB of weights)" in n for n in STATUS.snapshot()["notes"]), STATUS.snapshot()["notes"]
+    assert sorted(n for n, m in model.named_modules() if m._forward_pre_hooks) == hooked
+    assert "encode" in vars(model.first_stage_model) and lowvram.module_in_gpu is None
+    assert tensor_hashes(model) == base
