@@ -23,7 +23,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export GRADIO_ANALYTICS_ENABLED := False
 SITE = $(shell $(PY) -c 'import sys; print(f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")')
 
-.PHONY: run test test-fast envs hosts bench-plan bench-ui clean
+.PHONY: run test test-fast envs hosts screenshots bench-plan bench-ui clean
 
 # The Train Planner page on http://127.0.0.1:$(PORT) (gradio 4.40, the standalone app). Its trainer
 # uses the built-in tiny demo model unless MODEL=/path/to/model (diffusers folder or .safetensors).
@@ -32,9 +32,18 @@ run: $(VENV)/.ok-app
 
 # tests/webui runs in the environment pinned like the WebUI (the real ldm code, no diffusers).
 # tests/hosts boots the real WebUIs (.hosts/) and drives them over HTTP and in Chromium.
+# tests/after runs last: the run left the checkout (and the WebUIs' trees) as it found them.
 test: $(VENV)/.ok-test $(A1111)/.ok $(A1111)/.ok-sgm $(CHROMIUM) hosts
-	$(VENV)/bin/python -m pytest tests --ignore=tests/webui
+	mkdir -p build && git status --porcelain > build/git-status-before
+	$(VENV)/bin/python -m pytest tests --ignore=tests/webui --ignore=tests/after
 	$(A1111)/bin/python -m pytest tests/webui
+	$(VENV)/bin/python -m pytest tests/after
+
+# The README's screenshots (docs/*.png), on purpose only: the browser tests that take them, writing
+# into docs/ instead of a temporary folder.
+screenshots: $(VENV)/.ok-test $(A1111)/.ok $(CHROMIUM)
+	SD_TRAINPLAN_SCREENSHOTS=$(CURDIR)/docs $(VENV)/bin/python -m pytest tests/test_ui_browser.py \
+		tests/test_ui_trainer_browser.py -k "screenshot or stop_stops or lr_range_test"
 
 envs: $(VENV)/.ok-test $(A1111)/.ok $(A1111)/.ok-sgm
 

@@ -99,7 +99,9 @@ def test_dreambooth_through_the_tab_lists_a_checkpoint_and_puts_the_loaded_model
 
 def test_a_running_run_shows_in_the_webui_progress_refuses_a_second_start_and_stops_on_interrupt(
         a1111, page, shapes_dir, loaded):
-    fill_trainer(page, "lora", data=shapes_dir, steps=400, lr=1e-3, name="long-run", **COMMON)
+    """Dreambooth with the text encoder: the run changes the loaded weights in place; Interrupt
+    stops it and puts them back (`loaded` compares every tensor's hash)."""
+    fill_trainer(page, "dreambooth", data=shapes_dir, steps=400, lr=1e-3, name="long-run", te=True, **COMMON)
     before = job_box(page).get_attribute("data-job")
     page.locator(f"{TAB} #stp_train_start").first.click()
     expect(job_box(page)).to_have_attribute("data-job", re.compile(rf"^(?!{before}$)\d+$" if before else r"^\d+$"),
@@ -119,7 +121,9 @@ def test_a_running_run_shows_in_the_webui_progress_refuses_a_second_start_and_st
     assert 1 <= step < 400
     assert f"Stopped at update {step}" in result_text(page)
     assert a1111.api("GET", "/sd_trainplan/train")["state"] == "stopped"
+    assert not list((a1111.data / "models" / "Stable-diffusion").glob("long-run*"))  # a stopped run exports nothing
     info(a1111, "a red circle")  # the queue is free again: txt2img runs
+    fill_trainer(page, "dreambooth", te=False)
 
 
 def test_a_bad_dataset_folder_is_named_before_anything_starts(a1111, page, tmp_path):

@@ -55,7 +55,12 @@ def fill_trainer(page, method: str, **fields) -> None:
     page.locator(f"{TAB} #stp_tabs .tab-nav button", has_text="Train").first.click()
     page.locator(f'{TAB} #stp_train_method input[type=radio][value="{method}"]').click()
     for key, value in fields.items():
-        page.locator(f"{TAB} #stp_train_{key} input, {TAB} #stp_train_{key} textarea").first.fill(str(value))
+        if isinstance(value, bool):
+            box = page.locator(f"{TAB} #stp_train_{key} input[type=checkbox]").first
+            if box.is_checked() != value:
+                box.click()
+        else:
+            page.locator(f"{TAB} #stp_train_{key} input, {TAB} #stp_train_{key} textarea").first.fill(str(value))
 
 
 def job_box(page):
