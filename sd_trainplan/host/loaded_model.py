@@ -23,6 +23,7 @@ import torch
 
 from ..train.config import ConfigError, TrainConfig
 
+
 def model_problems(model, cfg: TrainConfig, cmd_opts, opts) -> List[str]:
     """Reasons this run cannot train the loaded model (empty: it can)."""
     if model is None:
