@@ -73,7 +73,11 @@ def start_webui(root: Path, seed: int = 0, medvram: bool = False, sdxl: bool = F
 def tiny_sdxl(seed: int = 0, prediction: str = "eps"):
     """The tiny SDXL DiffusionEngine of tests/hosts/make_tiny_sdxl.py (real sgm, from the shared
     generative-models source; built once per process: callers copy it)."""
-    import sgm
+    try:
+        import sgm
+    except ImportError as e:
+        raise RuntimeError("sgm is not importable: `make envs` unpacks it into .venv-a1111 from HOSTS_SRC's"
+                           " generative-models tarball (with kornia and scipy from requirements/a1111.txt)") from e
     if str(HOSTS_TESTS) not in sys.path:
         sys.path.insert(0, str(HOSTS_TESTS))
     import make_tiny_sdxl
