@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Dict, List
@@ -61,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     procs = from_environment()  # `accelerate launch` sets up several processes; plain runs get one
     stop = _install_stop_handler()
     try:
-        result = train(cfg, sinks=[ProgressBar()], stop=stop, resume=args.resume, procs=procs)
+        result = train(cfg, sinks=[ProgressBar()], stop=stop, resume=args.resume, procs=procs, started=_started())
     except (ConfigError, DataError, ModelLoadError) as e:
         return _bad(str(e))
     if result.stopped:
@@ -69,6 +70,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if procs.main:
         print(result.export_path)
     return 0
+
+
+def _started() -> float:
+    """When `python -m sd_trainplan` began (its __main__ notes it), so the log counts the imports."""
+    for name in ("__main__", "sd_trainplan.__main__"):  # run as `-m`, the module is __main__
+        started = getattr(sys.modules.get(name), "STARTED", None)
+        if isinstance(started, float):
+            return started
+    return time.monotonic()
 
 
 def _bad(message: str) -> int:
