@@ -185,11 +185,14 @@ def _load_folder(path: Path, device, dtype, masters=()) -> DiffusersAdapter:
     """Each part straight onto the device in its dtype (direct_load.py); from_pretrained for a part
     whose files are not in the plain layout."""
     import json
+    import time
 
+    t0 = time.monotonic()
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from .direct_load import load_folder_parts
+    t1 = time.monotonic()
     device = torch.device(device)
     dtypes = {p: torch.float32 if p in masters else dtype for p in ("unet", "vae", "text_encoder")}
     kw = dict(local_files_only=True)
@@ -199,11 +202,16 @@ def _load_folder(path: Path, device, dtype, masters=()) -> DiffusersAdapter:
         vae = vae or AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtypes["vae"], **kw)
         text = text or CLIPTextModel.from_pretrained(path, subfolder="text_encoder", torch_dtype=dtypes["text_encoder"],
                                                      **kw)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t2 = time.monotonic()
         tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)
         sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelLoadError(f"model: cannot load the diffusers folder {path}: {e}") from None
-    return DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, str(path), masters=masters)
+    adapter = DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, str(path), masters=masters)
+    adapter.load_seconds = {"imports": t1 - t0, "weights": t2 - t1, "tokenizer": time.monotonic() - t2}
+    return adapter
 
 
 def _load_single_file(path: Path, device, dtype, config: Optional[str], masters=()) -> DiffusersAdapter:

@@ -8,6 +8,7 @@ so the step is a function of tensors with no host synchronisation except at log 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import importlib.util
 from dataclasses import dataclass
@@ -126,6 +127,8 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     data = prepare_checks(cfg, procs.world, check_model=adapter is None)
     device = adapter.device if adapter is not None else (procs.device or pick_device(cfg.device))
     phases.device = device
+    if adapter is None and device.type == "cuda":  # the GPU's context starts while diffusers is imported
+        threading.Thread(target=torch.cuda.init, daemon=True).start()
     run_dir = Path(resume) if resume else (new_run_dir(cfg) if procs.main else None)
     run_dir = Path(broadcast(procs, str(run_dir)))
     if procs.main:
@@ -147,7 +150,9 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     method = make_method(adapter, cfg)
     took = phases.lap("load")
     if loaded:
-        emit("prepare", message=f"loaded in {took:.1f} s: {adapter.describe()}")
+        parts = getattr(adapter, "load_seconds", {})  # where a load says where its time went
+        detail = f" ({', '.join(f'{k} {v:.1f} s' for k, v in parts.items())})" if parts else ""
+        emit("prepare", message=f"loaded in {took:.1f} s{detail}: {adapter.describe()}")
     if cfg.gradient_checkpointing:
         adapter.set_gradient_checkpointing(True)
     try:

@@ -31,8 +31,8 @@ class Phases:
 
     def lap(self, name: str) -> float:
         """Close the phase that ran since the last lap as `name` (added up when a name repeats)."""
-        if self.device is not None and self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        if self.device is not None and self.device.type == "cuda" and torch.cuda.is_initialized():
+            torch.cuda.synchronize(self.device)  # (before CUDA starts there is no GPU work to wait for)
         now = time.monotonic()
         dt, self.t = now - self.t, now
         self.seconds[name] = self.seconds.get(name, 0.0) + dt
