@@ -13,6 +13,7 @@ from typing import Dict, List
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
+ALL_WRITTEN = False  # set once a run has returned: __main__ may then exit without the slow teardown
 
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -65,6 +66,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, sinks=[ProgressBar()], stop=stop, resume=args.resume, procs=procs, started=_started())
     except (ConfigError, DataError, ModelLoadError) as e:
         return _bad(str(e))
+    global ALL_WRITTEN
+    ALL_WRITTEN = True
     if result.stopped:
         return EXIT_STOPPED
     if procs.main:
