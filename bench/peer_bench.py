@@ -164,21 +164,26 @@ def run_process(cmd: List[str], env: dict, cwd: Path, limit: float):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     killer = threading.Timer(limit, proc.kill)
     killer.start()
-    segs, buf = [], b""
+    # A segment is stamped when its first bytes arrive, not when the separator after it does: a
+    # progress bar's "\r[###] 120/120" stays unterminated until the process writes something else.
+    segs, buf, began = [], b"", 0.0
     while True:
         chunk = os.read(proc.stdout.fileno(), 65536)
         now = time.time()
         if not chunk:
             break
-        buf += chunk
-        parts = re.split(rb"[\r\n]", buf)
-        buf = parts.pop()
-        segs += [(now, p.decode("utf-8", "replace")) for p in parts if p.strip()]
+        parts = re.split(rb"[\r\n]", buf + chunk)
+        rest = parts.pop()
+        for i, part in enumerate(parts):
+            if part.strip():
+                segs.append((began if i == 0 and buf else now, part.decode("utf-8", "replace")))
+        began = now if parts or not buf else began  # when the unterminated rest began to arrive
+        buf = rest
     rc = proc.wait()
     killer.cancel()
     t1 = time.time()
     if buf.strip():
-        segs.append((t1, buf.decode("utf-8", "replace")))
+        segs.append((began, buf.decode("utf-8", "replace")))
     mem.running = False
     mem.join()
     return rc, t0, t1, segs, mem.gib()

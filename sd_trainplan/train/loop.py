@@ -330,15 +330,19 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
             emit("prepare", step=cfg.steps, total=cfg.steps, message=(
                 f"no resumable checkpoint at the end ({nbytes / 2**30:.1f} GiB of trained weights and optimizer"
                 " state; final_checkpoint = on keeps one; Stop and save_every always do)"))
-        phases.write(run_dir, updates=cfg.steps - start)  # training: all but the first (warm-up)
+        phases.write(run_dir, updates=cfg.steps - start,  # training: all but the first (warm-up)
+                     load_parts=getattr(adapter, "load_seconds", None))
         emit("done", step=cfg.steps, total=cfg.steps, path=str(path), loss=last_loss, val_loss=val_loss,
              message=f"wrote {path} (times: {phases.summary(cfg.steps - start - 1)})")
     return RunResult(run_dir, cfg.steps, path, stopped, last_loss, val_loss, dict(phases.seconds))
 
 
 def cudnn_benchmark(cfg: TrainConfig) -> bool:
-    """cuDNN autotuning: 'auto' is on (see docs/PERFORMANCE.md for what it costs and gains)."""
-    return cfg.cudnn_benchmark != "off"
+    """cuDNN autotuning: 'auto' is off. Measured on an H200 (docs/PERFORMANCE.md, issue 16): it cost
+    5-37 s of warm-up per run (timing every convolution's algorithms for each new shape) and gained
+    nothing in the steady state (Dreambooth BS 1: 37.97 against 37.70 ms/update; LoRA BS 4: 46.04
+    against 45.88), since the bf16 channels-last convolutions cuDNN's heuristics pick are the fast ones."""
+    return cfg.cudnn_benchmark == "on"
 
 
 def _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, reducer, emit, capture=True):
