@@ -168,3 +168,15 @@ def test_a_stop_saves_even_with_final_checkpoint_off(shapes_dir, tmp_path):
 
     result, _ = run_events(cfg, stop=stop)
     assert result.stopped and (result.run_dir / "checkpoints" / "step-000002.pt").is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cudnn_autotuning_is_off_for_the_run_and_the_hosts_setting_comes_back(shapes_dir, tmp_path):
+    seen = []
+    torch.backends.cudnn.benchmark = True  # as a host may have set it
+    cfg = TrainConfig(method="lora", data=str(shapes_dir), output=str(tmp_path), resolution=64, steps=2,
+                      batch_size=2, token="zwx", device="cuda")
+    train(cfg, adapter=load_diffusers("tiny", device="cuda"),
+          sinks=[lambda e: seen.append(torch.backends.cudnn.benchmark) if e.kind == "step" else None])
+    assert seen and not any(seen) and torch.backends.cudnn.benchmark

@@ -155,9 +155,11 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
         emit("prepare", message=f"loaded in {took:.1f} s{detail}: {adapter.describe()}")
     if cfg.gradient_checkpointing:
         adapter.set_gradient_checkpointing(True)
+    autotune = torch.backends.cudnn.benchmark  # a process-wide switch: the host's own value comes back after
     try:
         return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases)
     finally:
+        torch.backends.cudnn.benchmark = autotune
         method.close()
         if cfg.gradient_checkpointing:
             adapter.set_gradient_checkpointing(False)
@@ -340,7 +342,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
 def cudnn_benchmark(cfg: TrainConfig) -> bool:
     """cuDNN autotuning: 'auto' is off. Measured on an H200 (docs/PERFORMANCE.md, issue 16): it cost
     5-37 s of warm-up per run (timing every convolution's algorithms for each new shape) and gained
-    nothing in the steady state (Dreambooth BS 1: 37.97 against 37.70 ms/update; LoRA BS 4: 46.04
+    nothing in the steady state (Dreambooth BS 1: 37.97 against 37.71 ms/update; LoRA BS 4: 46.04
     against 45.88), since the bf16 channels-last convolutions cuDNN's heuristics pick are the fast ones."""
     return cfg.cudnn_benchmark == "on"
 
