@@ -27,9 +27,19 @@ def file_stem(name: str) -> str:
 
 
 def place(src: Path, folder: str, stem: str) -> Path:
-    """Copy `src` into `folder` as `stem` + its suffix, atomically, under a free name."""
-    dest = unique_path(Path(folder) / f"{stem}{src.suffix}")
-    return atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
+    """Put `src` into `folder` as `stem` + its suffix, under a free name: a hard link where the two
+    folders share a filesystem (instant, and no second copy of a multi-GB checkpoint on disk; the run's
+    files are never rewritten in place, so the two names cannot drift apart), else an atomic copy."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    while True:
+        dest = unique_path(Path(folder) / f"{stem}{src.suffix}")
+        try:
+            os.link(src, dest)  # fails rather than replace a name taken meanwhile
+            return dest
+        except FileExistsError:
+            continue
+        except OSError:  # another filesystem, or one without hard links
+            return atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def register_embedding(path: Path, embedding_db) -> str:
