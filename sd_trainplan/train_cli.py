@@ -12,6 +12,7 @@ from typing import Dict, List
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
+EXIT_NON_FINITE = 4  # the loss or weights became NaN/inf: stopped, nothing non-finite written
 
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -51,6 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.config import ConfigError
     from .train.data import DataError
     from .train.events import ProgressBar
+    from .train.finite import NonFiniteLoss
     from .train.loop import train
     from .models.diffusers_adapter import ModelLoadError
     try:
@@ -64,6 +66,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, sinks=[ProgressBar()], stop=stop, resume=args.resume, procs=procs)
     except (ConfigError, DataError, ModelLoadError) as e:
         return _bad(str(e))
+    except NonFiniteLoss as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return EXIT_NON_FINITE
     if result.stopped:
         return EXIT_STOPPED
     if procs.main:

@@ -6,6 +6,10 @@
 - LoRA: models/Lora (kohya keys; the Lora extension lists it after a refresh of its cards).
 - Dreambooth: models/Stable-diffusion, and the checkpoint list refreshed; the loaded model is put
   back to the original (session.py): the new checkpoint is used by choosing it in the dropdown.
+  When the loaded checkpoint has its config beside it (`name.yaml`: SD2 v-models, inpainting
+  models, custom configs), the new one gets a copy under its own name, written first: the WebUI
+  reads a checkpoint's config from there (sd_models_config.find_checkpoint_config_near_filename)
+  and, without it, guesses SD1's and fails to load the model, leaving none loaded.
 A name already taken gets a suffix (-1, -2, ...): nothing is overwritten.
 """
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from ..train.atomic import atomic_write, unique_path
 
@@ -28,6 +32,32 @@ def place(src: Path, folder: str, stem: str) -> Path:
     """Copy `src` into `folder` as `stem` + its suffix, atomically, under a free name."""
     dest = unique_path(Path(folder) / f"{stem}{src.suffix}")
     return atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def free_stem(folder: Path, stem: str, suffixes: Sequence[str]) -> str:
+    """`stem`, or `stem-1`, `stem-2`, ...: the first under which no file with any of `suffixes` exists."""
+    candidate, i = stem, 0
+    while any((folder / f"{candidate}{suffix}").exists() for suffix in suffixes):
+        i += 1
+        candidate = f"{stem}-{i}"
+    return candidate
+
+
+def loaded_config(model) -> Optional[str]:
+    """The .yaml beside the loaded checkpoint's file, when the WebUI read its config from there. Other
+    configs the WebUI guesses from the weights, and it guesses the same for a checkpoint trained from it."""
+    from modules import sd_models_config
+    return sd_models_config.find_checkpoint_config_near_filename(getattr(model, "sd_checkpoint_info", None))
+
+
+def place_checkpoint(src: Path, folder: str, stem: str, config: Optional[str]) -> Path:
+    """The checkpoint, and a copy of `config` beside it under the same free name (the config first,
+    so the WebUI never lists the checkpoint without it)."""
+    folder_path = Path(folder)
+    stem = free_stem(folder_path, stem, [src.suffix] + ([".yaml"] if config else []))
+    if config:
+        atomic_write(folder_path / f"{stem}.yaml", lambda tmp: shutil.copyfile(config, tmp))
+    return atomic_write(folder_path / f"{stem}{src.suffix}", lambda tmp: shutil.copyfile(src, tmp))
 
 
 def register_embedding(path: Path, embedding_db) -> str:

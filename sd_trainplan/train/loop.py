@@ -23,6 +23,7 @@ from .config import ConfigError, TrainConfig, check_config, lr_schedule
 from .data import Dataset, DataError, load_dataset
 from .dist import OverlappedAverage, Processes, any_true, barrier, broadcast, reduce_mean
 from .events import Emitter, Sink
+from .finite import FiniteGuard
 from .images import to_pil
 from .latent_cache import encode_items
 from .methods import make_method
@@ -131,8 +132,11 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     if adapter is None:
         from ..models.load import load_model
         emit("prepare", message=f"loading model {cfg.model}")
-        # frozen weights in bf16 on a GPU (what trains is kept in fp32 by the method), fp32 on a CPU
-        dtype = torch.bfloat16 if device.type == "cuda" and cfg.precision in ("auto", "bf16") else torch.float32
+        # frozen weights in bf16 on a GPU (what trains is kept in fp32 by the method), fp32 on a CPU.
+        # Dreambooth writes the whole model back: in fp32 its frozen parts keep the file's exact values
+        # (bf16 would round them) and its UNet starts from them (the masters are fp32 anyway).
+        dtype = torch.bfloat16 if device.type == "cuda" and cfg.precision in ("auto", "bf16") \
+            and cfg.method != "dreambooth" else torch.float32
         adapter = load_model(cfg.model, device, dtype=dtype, seed=cfg.seed, config=cfg.model_config or None)
     method = make_method(adapter, cfg)
     if cfg.gradient_checkpointing:
@@ -200,6 +204,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     running = torch.zeros((), device=device)
     reducer = OverlappedAverage(procs, trainable, step.reduce_dtype)
     graphed = _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, reducer, emit, graph_capture)
+    guard = FiniteGuard(cfg, method, run_dir, compute_dtype(cfg, device, adapter))  # NaN/inf: stop, write nothing
 
     def validate(step: int):
         # the processes split the scoring between them (and sum), so P processes validate P times faster
@@ -251,6 +256,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
 
         if done % cfg.log_every == 0 or done == cfg.steps:  # the only host sync in the loop
             last_loss = reduce_mean(procs, running.item() / (done - logged_from))
+            guard.loss(last_loss, logged_from + 1, done)
             running.zero_()
             logged_from = done
             record = {"step": done, "images_seen": done * eb, "loss": last_loss, "lr": lr,
@@ -267,15 +273,16 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
                  extra={"b_simple": record["b_simple"]} if "b_simple" in record else {})
         if procs.main and cfg.sample_every and done % cfg.sample_every == 0:
             _sample(cfg, adapter, name, run_dir, done, emit)
-        if procs.main and cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
-            path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last, eb)
-            emit("checkpoint", step=done, total=cfg.steps, path=str(path), message=f"saved {path.name}")
+        if cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps and guard.weights(done, logged_from):
+            if procs.main:
+                path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last, eb)
+                emit("checkpoint", step=done, total=cfg.steps, path=str(path), message=f"saved {path.name}")
         # several processes agree on a Stop at log steps only: agreeing is a collective that waits for
         # the GPU, and waiting every update would leave the GPU idle while the host prepares the next
         check = procs.world == 1 or done % cfg.log_every == 0
         if check and any_true(procs, stop()) and done < cfg.steps:
             stopped = True
-            if procs.main and export:
+            if export and guard.weights(done, logged_from) and procs.main:
                 path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last, eb)
                 emit("stopped", step=done, total=cfg.steps, path=str(path),
                      message=f"stopped at update {done}; resume with --resume {run_dir}")
@@ -285,7 +292,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     if cfg.val_every == 0 and val_latents:
         val_loss, _ = validate(cfg.steps)
     path = None
-    if procs.main and export:
+    if export and guard.weights(cfg.steps, logged_from) and procs.main:
         save_checkpoint(run_dir, cfg.steps, method, opt, scaler, cfg.keep_last, eb)
         path = method.export(run_dir, cfg.steps)
         emit("done", step=cfg.steps, total=cfg.steps, path=str(path), loss=last_loss, val_loss=val_loss,
