@@ -164,3 +164,27 @@ def test_shipped_configs_are_the_real_architectures(arch, unet_m, text_m, vae_m)
         text = CLIPTextModel(CLIPTextConfig(**json.loads((folder / "text_encoder" / "config.json").read_text())))
     count = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
     assert (round(count(unet), 2), round(count(text), 2), round(count(vae), 2)) == (unet_m, text_m, vae_m)
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sd2"])
+def test_lora_keys_on_sds_layouts_are_kohyas_usual_names(arch):
+    """On SD's own layouts every key is kohya's usual diffusers-style name, and the WebUI's Lora extension
+    (its rules mirrored in kohya_names.webui_unet_path) maps each to the module it belongs to."""
+    import json
+    from diffusers import UNet2DConditionModel
+    from sd_trainplan.models.diffusers_adapter import DiffusersAdapter
+    from sd_trainplan.models.kohya_names import webui_unet_path
+    from sd_trainplan.models.ldm_names import unet_name_to_ldm, unet_pairs_for_state
+    from sd_trainplan.models.single_file import write_config_folder
+    folder = write_config_folder(arch, "epsilon")
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(json.loads((folder / "unet" / "config.json").read_text()))
+    adapter = DiffusersAdapter.__new__(DiffusersAdapter)  # only the UNet is needed (meta: no memory)
+    adapter._unet, adapter.layers_per_block = unet, unet.config.layers_per_block
+    targets = adapter.lora_targets(text_encoder=False, conv=True)
+    assert len(targets) > 200 and all(k.startswith(("lora_unet_down_blocks_", "lora_unet_mid_block_",
+                                                    "lora_unet_up_blocks_")) for k in targets)
+    pairs = unet_pairs_for_state(unet.state_dict(), unet.config.layers_per_block)
+    names = {id(m): n for n, m in unet.named_modules()}
+    for key, module in targets.items():
+        assert webui_unet_path(key[len("lora_unet_"):]) == unet_name_to_ldm(names[id(module)], pairs).replace(".", "_")

@@ -169,3 +169,19 @@ def test_range_view_draws_the_bounds_and_the_caution():
 def test_nice_ticks():
     assert nice_ticks(0, 1) == [0, 0.25, 0.5, 0.75, 1.0]
     assert nice_ticks(0.52, 1.21) == pytest.approx([0.6, 0.8, 1.0, 1.2])
+
+
+def test_the_checkpoint_precision_is_a_dreambooth_field_with_its_help():
+    """Dreambooth keeps the model's dtypes unless fp16 is chosen; the field says what each costs."""
+    from sd_trainplan.ui import build_planner
+    from sd_trainplan.ui.train_fields import TRAIN_BY_KEY, shown_for
+    cfg = TrainConfig(method="dreambooth", data="/d", save_precision="fp16")
+    check = read_fields(field_values(cfg), hidden_values(cfg))
+    assert check.ok and check.cfg.save_precision == "fp16"
+    assert read_fields(field_values(TrainConfig(data="/d")), {}).cfg.save_precision == "keep"
+    widget = TRAIN_BY_KEY["save_precision"]
+    assert shown_for(widget, "dreambooth") and not shown_for(widget, "lora") and not shown_for(widget, "ti")
+    blocks = build_planner()
+    radio = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "stp_train_save_precision")
+    assert list(radio.choices) in (["keep", "fp16"], [("keep", "keep"), ("fp16", "fp16")]) and radio.value == "keep"
+    assert "twice the size" in radio.info and "rounded to fp16" in radio.info
