@@ -67,7 +67,21 @@ def register_embedding(path: Path, embedding_db) -> str:
     if folder not in known:  # a folder set in our settings that the WebUI does not read yet
         embedding_db.add_embedding_dir(folder)
     embedding_db.load_textual_inversion_embeddings(force_reload=True)
+    forget_cached_conditioning()
     return path.stem
+
+
+def forget_cached_conditioning() -> None:
+    """txt2img keeps the last prompt's conditioning (modules/processing.py, v1.10.1: cached_c/cached_uc,
+    kept across generations by the default opts.persistent_cond_cache) under a key that does not
+    include the embeddings: a prompt with the new token that was used before the run would keep its
+    old conditioning. Forgotten here, as the WebUI itself does when that option is off."""
+    from modules import processing
+    for cls, names in ((processing.StableDiffusionProcessing, ("cached_c", "cached_uc")),
+                       (processing.StableDiffusionProcessingTxt2Img, ("cached_hr_c", "cached_hr_uc"))):
+        for name in names:
+            if hasattr(cls, name):
+                setattr(cls, name, [None, None])
 
 
 def refresh_lora_list() -> Optional[str]:

@@ -150,7 +150,7 @@ def make_hooks(host: Optional[WebUiHost] = None) -> UiHooks:
                    sinks=[host.status, StateSink(_shared_state, host.status)],
                    should_stop=host.should_stop, check=host.check, after_job=host.after_job, restore=host.restore,
                    output_dir=settings.folder("sd_trainplan_runs_dir"), notice=A1111_NOTICE, can_train=True,
-                   host_name="AUTOMATIC1111")
+                   host_name="AUTOMATIC1111", task_id=lambda: host.status.snapshot().get("task_id") or "")
 
 
 def forge_hooks() -> UiHooks:

@@ -77,9 +77,12 @@ def check(model, cfg: TrainConfig, cmd_opts, opts) -> None:
 # --- LoRA merged into the weights by the built-in Lora extension ---------------------------------
 
 def merged_lora_layers(model) -> List[torch.nn.Module]:
-    """Layers holding a backup the Lora extension made before merging a network into them."""
+    """Layers with a network merged into them now. The Lora extension (networks.py, v1.10.1:
+    network_apply_weights) backs a layer up before its first merge and keeps the backup after
+    restoring it; `network_current_names` says what is merged at present (() once restored)."""
     return [m for m in model.modules()
-            if getattr(m, "network_weights_backup", None) is not None or getattr(m, "network_bias_backup", None) is not None]
+            if (getattr(m, "network_weights_backup", None) is not None or getattr(m, "network_bias_backup", None)
+                is not None) and getattr(m, "network_current_names", ("?",))]
 
 
 def unmerge_lora(model) -> Optional[str]:
