@@ -15,7 +15,7 @@ On Forge the planner works and training is off, with a notice (see `forge_hooks`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..ui.hooks import UiHooks
 from . import exports, settings
@@ -109,7 +109,7 @@ class WebUiHost:
         return token_problems(cfg, shared.sd_model, sd_hijack.model_hijack.embedding_db)
 
     # --- results ------------------------------------------------------------------------------
-    def after_job(self, cfg, result) -> Optional[Path]:
+    def after_job(self, cfg, result) -> Optional[Tuple[Path, str]]:
         src = getattr(result, "export_path", None)
         if not src:
             return None
@@ -122,22 +122,24 @@ class WebUiHost:
                     clean()
                 self.run.cleanups = []
             name = exports.register_embedding(dest, sd_hijack.model_hijack.embedding_db)
-            message = f"embedding '{name}' saved to {dest} and loaded: type {name} in a prompt"
+            how = f"It is loaded: type {name} in a prompt."
         elif cfg.method == "lora":
             dest = exports.place(src, settings.folder("sd_trainplan_lora_dir"), cfg.name)
             exports.refresh_lora_list()
-            message = f"LoRA saved to {dest}: use <lora:{dest.stem}:1> (refresh the Lora cards to see it)"
+            how = f"Use <lora:{dest.stem}:1> in a prompt (refresh the Lora cards to see it)."
         else:
             from modules import shared
             config = exports.loaded_config(self.run.model if self.run is not None else shared.sd_model)
             dest = exports.place_checkpoint(src, settings.folder("sd_trainplan_checkpoints_dir"), cfg.name, config)
             exports.refresh_checkpoints()
-            beside = f" with its config {dest.with_suffix('.yaml').name} (the loaded model's)" if config else ""
-            message = (f"checkpoint saved to {dest}{beside}; the loaded model is the original again: choose"
-                       f" {dest.name} in the checkpoint dropdown to use the new one")
+            beside = (f" Its config went with it ({dest.with_suffix('.yaml').name}, a copy of the loaded model's),"
+                      " so the WebUI loads it as it loaded the original." if config else "")
+            how = (f"The loaded model is the original again: choose {dest.name} in the checkpoint dropdown to use the"
+                   f" new one.{beside}")
+        message = f"saved to {dest}. {how}"
         self.status.set(exported=str(dest), message=message)
         self.note(message)
-        return dest
+        return dest, how
 
 
 def make_hooks(host: Optional[WebUiHost] = None) -> UiHooks:

@@ -13,7 +13,8 @@ Contract (both the page and the host code against it):
 - should_stop() -> bool: polled with the page's own Stop (e.g. shared.state.interrupted).
 - check(cfg) -> ['field: problem', ...]: what the host knows is wrong before anything starts (e.g. a
   token that is already the name of one of the WebUI's loaded embeddings); shown beside the field.
-- after_job(cfg, result): called when a job ends with an exported file (e.g. reload embeddings).
+- after_job(cfg, result): called when a job ends with an exported file (e.g. reload embeddings); may
+  return where it put the file, or (where, a note for the page: how to use it, what went with it).
 - restore(): called when a job ends in any way (e.g. put the loaded model's weights back).
 - task_id() -> str: the host's id for the job now running inside wrap_job (the WebUI's task id:
   the page puts it on the job's progress block, where javascript/trainplan.js finds it).

@@ -46,6 +46,7 @@ class Job:
     error: str = ""
     stop_requested: bool = False
     placed: str = ""                # where the host's after_job put the file, when it says
+    placed_note: str = ""           # and what it says about it (how to use it, what went with it)
     host_task: str = ""             # the host's own task id for this job (the WebUI's progress bar follows it)
     started: float = field(default_factory=time.time)
     ended: Optional[float] = None
@@ -161,6 +162,8 @@ class JobRunner:
                 outcome.update(status="stopped" if stopped else "done", result=result)
                 if not stopped and hooks.after_job is not None and getattr(result, "export_path", None):
                     placed = _safely(lambda: hooks.after_job(job.cfg, result))
+                    if isinstance(placed, tuple) and len(placed) == 2:  # (where, a note about it)
+                        placed, job.placed_note = placed[0], str(placed[1] or "")
                     if isinstance(placed, (str, os.PathLike)):  # where the host put the file (its folders)
                         job.placed = str(placed)
             except Exception as e:  # noqa: BLE001 - any failure ends the job with a message, never a hang
