@@ -42,7 +42,7 @@ def test_the_checkpoint_gets_the_loaded_ones_config_and_precision_and_the_webui_
     placed = Path(placed_path(page))
     assert placed == models / "db-config.safetensors"
     assert placed.with_suffix(".yaml").read_text() == (models / "tiny-sd1.yaml").read_text()
-    pass  # TEMP2  # the page says the config went with it
+    assert "db-config.yaml" in result_text(page)  # the page says the config went with it
     # precision: the loaded model is fp32, so is the file; what did not train is the original's, bit for bit
     assert dtypes(placed) <= {"F32", "I64"}
     new, old = load_file(str(placed)), load_file(str(models / ORIGINAL))
