@@ -20,41 +20,45 @@ import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 # convert_diffusers_name_to_compvis's UNet rules (networks.py, v1.10.1), on kohya names without
-# the "lora_unet_" prefix; each gives the ldm module path with "_" for ".".
+# the "lora_unet_" prefix: (pattern, the ldm module path it gives with "_" for "."). A block's
+# index counts three per level, SD's layout: two ResBlocks (or attentions) and a sampler.
 _RESNET = {"conv1": "in_layers_2", "conv2": "out_layers_3", "norm1": "in_layers_0", "norm2": "out_layers_0",
            "time_emb_proj": "emb_layers_1", "conv_shortcut": "skip_connection"}
 
 
+def _layer(kind: str, rest: str) -> str:
+    """The layer inside a block (ResBlocks rename theirs), after the block's slot (1: attention, 0: ResBlock)."""
+    return _RESNET.get(rest, rest) if kind == "resnets" else rest
+
+
+def _slot(kind: str) -> int:
+    return 1 if kind == "attentions" else 0
+
+
+_RULES = (
+    (r"conv_in(.*)", lambda m: f"input_blocks_0_0{m[1]}"),
+    (r"conv_out(.*)", lambda m: f"out_2{m[1]}"),
+    (r"time_embedding_linear_(\d+)(.*)", lambda m: f"time_embed_{int(m[1]) * 2 - 2}{m[2]}"),
+    (r"down_blocks_(\d+)_(attentions|resnets)_(\d+)_(.+)",
+     lambda m: f"input_blocks_{1 + int(m[1]) * 3 + int(m[3])}_{_slot(m[2])}_{_layer(m[2], m[4])}"),
+    (r"mid_block_(attentions|resnets)_(\d+)_(.+)",
+     lambda m: f"middle_block_{1 if m[1] == 'attentions' else int(m[2]) * 2}_{_layer(m[1], m[3])}"),
+    (r"up_blocks_(\d+)_(attentions|resnets)_(\d+)_(.+)",
+     lambda m: f"output_blocks_{int(m[1]) * 3 + int(m[3])}_{_slot(m[2])}_{_layer(m[2], m[4])}"),
+    (r"down_blocks_(\d+)_downsamplers_0_conv", lambda m: f"input_blocks_{3 + int(m[1]) * 3}_0_op"),
+    (r"up_blocks_(\d+)_upsamplers_0_conv",
+     lambda m: f"output_blocks_{2 + int(m[1]) * 3}_{2 if int(m[1]) > 0 else 1}_conv"),
+)
+
+
 def webui_unet_path(name: str) -> Optional[str]:
     """Where the WebUI's Lora extension puts kohya UNet name `name` (no lora_unet_ prefix), as
-    `input_blocks_4_1_...`; None for a name its rules do not convert."""
-    m = re.match(r"conv_in(.*)", name)
-    if m:
-        return f"input_blocks_0_0{m[1]}"
-    m = re.match(r"conv_out(.*)", name)
-    if m:
-        return f"out_2{m[1]}"
-    m = re.match(r"time_embedding_linear_(\d+)(.*)", name)
-    if m:
-        return f"time_embed_{int(m[1]) * 2 - 2}{m[2]}"
-    m = re.match(r"down_blocks_(\d+)_(attentions|resnets)_(\d+)_(.+)", name)
-    if m:
-        suffix = _RESNET.get(m[4], m[4]) if m[2] == "resnets" else m[4]
-        return f"input_blocks_{1 + int(m[1]) * 3 + int(m[3])}_{1 if m[2] == 'attentions' else 0}_{suffix}"
-    m = re.match(r"mid_block_(attentions|resnets)_(\d+)_(.+)", name)
-    if m:
-        suffix = _RESNET.get(m[3], m[3]) if m[1] == "resnets" else m[3]
-        return f"middle_block_{1 if m[1] == 'attentions' else int(m[2]) * 2}_{suffix}"
-    m = re.match(r"up_blocks_(\d+)_(attentions|resnets)_(\d+)_(.+)", name)
-    if m:
-        suffix = _RESNET.get(m[4], m[4]) if m[2] == "resnets" else m[4]
-        return f"output_blocks_{int(m[1]) * 3 + int(m[3])}_{1 if m[2] == 'attentions' else 0}_{suffix}"
-    m = re.match(r"down_blocks_(\d+)_downsamplers_0_conv", name)
-    if m:
-        return f"input_blocks_{3 + int(m[1]) * 3}_0_op"
-    m = re.match(r"up_blocks_(\d+)_upsamplers_0_conv", name)
-    if m:
-        return f"output_blocks_{2 + int(m[1]) * 3}_{2 if int(m[1]) > 0 else 1}_conv"
+    `input_blocks_4_1_...`; None for a name its rules do not convert. The first rule that matches
+    wins, as in networks.py."""
+    for pattern, path in _RULES:
+        m = re.match(pattern, name)
+        if m:
+            return path(m)
     return None
 
 

@@ -35,9 +35,9 @@ OmegaConf.save(OmegaConf.create({"model": tiny_ldm_config(3)}), out + ".yaml")
 @pytest.fixture(scope="module")
 def layout_model(a1111):
     models = a1111.data / "models" / "Stable-diffusion"
-    env = host_env({"PYTHONPATH": os.pathsep.join([str(a1111.data / "extensions" / "sd_trainplan"),
-                                                   str(a1111.kind.tree / "repositories" / "stable-diffusion-stability-ai")]),
-                    "SD_TRAINPLAN_CACHE": str(a1111.data / "stp-cache")})
+    code = [a1111.data / "extensions" / "sd_trainplan",
+            a1111.kind.tree / "repositories" / "stable-diffusion-stability-ai"]
+    env = host_env({"PYTHONPATH": os.pathsep.join(map(str, code)), "SD_TRAINPLAN_CACHE": str(a1111.data / "stp-cache")})
     subprocess.run([str(a1111.kind.python), "-c", MAKE, str(models / LAYOUT)], env=env, check=True, timeout=300)
     a1111.api("POST", "/sdapi/v1/refresh-checkpoints")
     yield f"{LAYOUT}.safetensors"
