@@ -8,11 +8,13 @@ and applies others to the wrong block (it reports misses only at debug level). A
 the ldm module path (lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q, kohya's own
 convention for SDXL) passes that arithmetic unchanged and is then looked up by the path itself
 (load_network: "lora_unet" -> "diffusion_model"), so it lands on its module on any layout.
-ComfyUI/Forge and diffusers read that form too.
+Forge and ComfyUI read that form too (comfyui_lora_collection/lora.py model_lora_keys_unet);
+diffusers' SD1 pipeline reads only the usual form (`diffusers_style` renames a file for it).
 
 So: where the WebUI's arithmetic maps every one of a model's kohya names to its own module (SD's
-layouts), the usual names stay; otherwise every UNet module is named after its ldm path (one form
-per file: diffusers' reader takes a file in one form or the other, not both).
+layouts), the usual names stay, as every tool expects them; otherwise every UNet module is named
+after its ldm path (one form per file: a loader that maps one form, e.g. diffusers' SDXL one,
+refuses a mix).
 """
 from __future__ import annotations
 

@@ -203,7 +203,7 @@ def check_config(c: TrainConfig) -> List[str]:
          "pt (the WebUI's embedding layout) is for Textual Inversion only")
     need(bool(c.token.strip()), "token", "is empty: type the word the prompts use for what you train ([name]),"
          " a rare one such as sks")
-    if c.method == "ti" and c.token.strip():
+    if c.method == "ti":
         need(" " not in c.token.strip(), "token", f"must be one word (got {c.token!r})")
         need(bool(c.init_word.strip()), "init_word", "give a word the new token starts from, e.g. 'person'")
     if c.method == "dreambooth" and c.num_class_images:
