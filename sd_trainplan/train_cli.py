@@ -14,6 +14,7 @@ from typing import Dict, List
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
 ALL_WRITTEN = False  # set once a run has returned: __main__ may then exit without the slow teardown
+EXIT_NON_FINITE = 4  # the loss or weights became NaN/inf: stopped, nothing non-finite written
 
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -53,6 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.config import ConfigError
     from .train.data import DataError
     from .train.events import ProgressBar
+    from .train.finite import NonFiniteLoss
     from .train.loop import train
     from .models.diffusers_adapter import ModelLoadError
     try:
@@ -66,6 +68,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, sinks=[ProgressBar()], stop=stop, resume=args.resume, procs=procs, started=_started())
     except (ConfigError, DataError, ModelLoadError) as e:
         return _bad(str(e))
+    except NonFiniteLoss as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return EXIT_NON_FINITE
     global ALL_WRITTEN
     ALL_WRITTEN = True
     if result.stopped:

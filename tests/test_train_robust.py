@@ -160,3 +160,23 @@ def test_config_toml_round_trip(tmp_path):
     cfg = TrainConfig(method="lora", data="a \"quoted\" path", rank=8, lr=1.5e-4, flip=0.5, train_text_encoder=True,
                       concepts=(Concept("b", "zwx [filewords]", "a dog", "c"),))
     assert config_from_dict(read_toml(to_toml(cfg))) == cfg
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_written_files_get_the_mode_the_umask_gives(shapes_dir, tmp_path, umask, mode):
+    """Exports, checkpoints, configs and samples are readable as the user's other files are (0644 under
+    the usual umask 022), not the 0600 of the temporary file each is written as."""
+    import os
+    old = os.umask(umask)
+    try:
+        cfg = TrainConfig(method="ti", data=str(shapes_dir), output=str(tmp_path), resolution=64, steps=2,
+                          batch_size=2, token="zwx", sample_every=2, sample_steps=2, name="emb")
+        result = train(cfg, adapter=load_diffusers("tiny"))
+        from sd_trainplan.host.exports import place
+        placed = place(result.export_path, str(tmp_path / "embeddings"), "zwx")  # the WebUI's folder, a copy
+    finally:
+        os.umask(old)
+    files = [p for p in result.run_dir.rglob("*") if p.is_file()] + [placed]
+    kinds = {p.suffix for p in files}
+    assert {".safetensors", ".pt", ".toml", ".json", ".png", ".jsonl"} <= kinds
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {p.name: oct(mode) for p in files}

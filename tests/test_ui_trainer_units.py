@@ -187,3 +187,19 @@ def test_resume_of_a_finished_run_without_a_final_checkpoint_starts_at_its_last_
     wait(runner.latest[TRAIN], timeout=300)
     assert runner.latest[TRAIN].status == "done"
     assert any(e.message.startswith("resumed at update 2") for e in runner.latest[TRAIN].events)
+
+
+def test_the_checkpoint_precision_is_a_dreambooth_field_with_its_help():
+    """Dreambooth keeps the model's dtypes unless fp16 is chosen; the field says what each costs."""
+    from sd_trainplan.ui import build_planner
+    from sd_trainplan.ui.train_fields import TRAIN_BY_KEY, shown_for
+    cfg = TrainConfig(method="dreambooth", data="/d", save_precision="fp16")
+    check = read_fields(field_values(cfg), hidden_values(cfg))
+    assert check.ok and check.cfg.save_precision == "fp16"
+    assert read_fields(field_values(TrainConfig(data="/d")), {}).cfg.save_precision == "keep"
+    widget = TRAIN_BY_KEY["save_precision"]
+    assert shown_for(widget, "dreambooth") and not shown_for(widget, "lora") and not shown_for(widget, "ti")
+    blocks = build_planner()
+    radio = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "stp_train_save_precision")
+    assert list(radio.choices) in (["keep", "fp16"], [("keep", "keep"), ("fp16", "fp16")]) and radio.value == "keep"
+    assert "twice the size" in radio.info and "rounded to fp16" in radio.info

@@ -6,8 +6,10 @@
 - LoRA: models/Lora (kohya keys; the Lora extension lists it after a refresh of its cards).
 - Dreambooth: models/Stable-diffusion, and the checkpoint list refreshed; the loaded model is put
   back to the original (session.py): the new checkpoint is used by choosing it in the dropdown.
-  When the loaded model was built from a yaml lying beside its checkpoint, a copy lies beside the
-  new one too (place_config): the WebUI would otherwise guess a config from the keys.
+  When the loaded checkpoint has its config beside it (`name.yaml`: SD2 v-models, inpainting
+  models, custom configs), the new one gets a copy under its own name, written first: the WebUI
+  reads a checkpoint's config from there (sd_models_config.find_checkpoint_config_near_filename)
+  and, without it, guesses SD1's and fails to load the model, leaving none loaded.
 A name already taken gets a suffix (-1, -2, ...): nothing is overwritten.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from ..train.atomic import atomic_write, unique_path
 
@@ -42,6 +44,33 @@ def place(src: Path, folder: str, stem: str) -> Path:
             return atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
 
 
+def free_stem(folder: Path, stem: str, suffixes: Sequence[str]) -> str:
+    """`stem`, or `stem-1`, `stem-2`, ...: the first under which no file with any of `suffixes` exists."""
+    candidate, i = stem, 0
+    while any((folder / f"{candidate}{suffix}").exists() for suffix in suffixes):
+        i += 1
+        candidate = f"{stem}-{i}"
+    return candidate
+
+
+def loaded_config(model) -> Optional[str]:
+    """The .yaml beside the loaded checkpoint's file, when the WebUI read its config from there. Other
+    configs the WebUI guesses from the weights, and it guesses the same for a checkpoint trained from it."""
+    from modules import sd_models_config
+    return sd_models_config.find_checkpoint_config_near_filename(getattr(model, "sd_checkpoint_info", None))
+
+
+def place_checkpoint(src: Path, folder: str, stem: str, config: Optional[str]) -> Path:
+    """The checkpoint, and a copy of `config` beside it under the same free name (the config first,
+    so the WebUI never lists the checkpoint without it)."""
+    folder_path = Path(folder)
+    folder_path.mkdir(parents=True, exist_ok=True)
+    stem = free_stem(folder_path, stem, [src.suffix] + ([".yaml"] if config else []))
+    if config:
+        atomic_write(folder_path / f"{stem}.yaml", lambda tmp: shutil.copyfile(config, tmp))
+    return place(src, folder, stem)
+
+
 def register_embedding(path: Path, embedding_db) -> str:
     """Make the WebUI load the folder the embedding is in, and reload; returns the name to type."""
     folder = os.path.abspath(str(path.parent))
@@ -64,20 +93,6 @@ def forget_cached_conditioning() -> None:
         for name in names:
             if hasattr(cls, name):
                 setattr(cls, name, [None, None])
-
-
-def place_config(model, checkpoint: Path) -> Optional[Path]:
-    """The loaded model's own yaml beside a checkpoint trained from it. The WebUI builds a model from
-    `<checkpoint>.yaml` when there is one, else from a config it guesses from the state dict's keys
-    (modules/sd_models_config.py, v1.10.1: find_checkpoint_config_near_filename, then
-    guess_model_config_from_state_dict); a model that came with its own yaml needs it again."""
-    used, info = getattr(model, "used_config", None), getattr(model, "sd_checkpoint_info", None)
-    if not used or info is None or os.path.abspath(used) != os.path.abspath(os.path.splitext(info.filename)[0] + ".yaml"):
-        return None  # one of the WebUI's own configs: it finds it again
-    dest = checkpoint.with_suffix(".yaml")
-    if dest.exists():
-        return None
-    return atomic_write(dest, lambda tmp: shutil.copyfile(used, tmp))
 
 
 def refresh_lora_list() -> Optional[str]:

@@ -7,6 +7,7 @@
   (/internal/progress; the id is in GET /sd_trainplan/train).
 - sinks: shared.state (job_count, job_no, textinfo, the preview image) and the run's status.
 - should_stop: `shared.state.interrupted` (the WebUI's Interrupt, /sdapi/v1/interrupt).
+- check: at Start, the token against the WebUI's loaded embeddings (token_names.py).
 - after_job: the result into the WebUI's folders; an embedding is registered at once.
 - restore: the loaded model left as it was (always: Stop, error and completion).
 On Forge the planner works and training is off, with a notice (see `forge_hooks`).
@@ -14,7 +15,7 @@ On Forge the planner works and training is off, with a notice (see `forge_hooks`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..ui.hooks import UiHooks
 from . import exports, settings
@@ -103,8 +104,13 @@ class WebUiHost:
         if shared.state is not None:
             shared.state.textinfo = f"<p>{text}</p>"
 
+    def check(self, cfg) -> List[str]:
+        from modules import sd_hijack, shared
+        from .token_names import token_problems
+        return token_problems(cfg, shared.sd_model, sd_hijack.model_hijack.embedding_db)
+
     # --- results ------------------------------------------------------------------------------
-    def after_job(self, cfg, result) -> Optional[Path]:
+    def after_job(self, cfg, result) -> Optional[Tuple[Path, str]]:
         src = getattr(result, "export_path", None)
         if not src:
             return None
@@ -117,21 +123,24 @@ class WebUiHost:
                     clean()
                 self.run.cleanups = []
             name = exports.register_embedding(dest, sd_hijack.model_hijack.embedding_db)
-            message = f"embedding '{name}' saved to {dest} and loaded: type {name} in a prompt"
+            how = f"It is loaded: type {name} in a prompt."
         elif cfg.method == "lora":
             dest = exports.place(src, settings.folder("sd_trainplan_lora_dir"), cfg.name)
             exports.refresh_lora_list()
-            message = f"LoRA saved to {dest}: use <lora:{dest.stem}:1> (refresh the Lora cards to see it)"
+            how = f"Use <lora:{dest.stem}:1> in a prompt (refresh the Lora cards to see it)."
         else:
-            dest = exports.place(src, settings.folder("sd_trainplan_checkpoints_dir"), cfg.name)
             from modules import shared
-            exports.place_config(shared.sd_model, dest)
+            config = exports.loaded_config(self.run.model if self.run is not None else shared.sd_model)
+            dest = exports.place_checkpoint(src, settings.folder("sd_trainplan_checkpoints_dir"), cfg.name, config)
             exports.refresh_checkpoints()
-            message = (f"checkpoint saved to {dest}; the loaded model is the original again: choose {dest.name}"
-                       " in the checkpoint dropdown to use the new one")
+            beside = (f" Its config went with it ({dest.with_suffix('.yaml').name}, a copy of the loaded model's),"
+                      " so the WebUI loads it as it loaded the original." if config else "")
+            how = (f"The loaded model is the original again: choose {dest.name} in the checkpoint dropdown to use the"
+                   f" new one.{beside}")
+        message = f"saved to {dest}. {how}"
         self.status.set(exported=str(dest), message=message)
         self.note(message)
-        return dest
+        return dest, how
 
 
 def make_hooks(host: Optional[WebUiHost] = None) -> UiHooks:
@@ -142,7 +151,7 @@ def make_hooks(host: Optional[WebUiHost] = None) -> UiHooks:
     host = host or WebUiHost()
     return UiHooks(load_adapter=host.load_adapter, wrap_job=host.wrap_job,
                    sinks=[host.status, StateSink(_shared_state, host.status)],
-                   should_stop=host.should_stop, after_job=host.after_job, restore=host.restore,
+                   should_stop=host.should_stop, check=host.check, after_job=host.after_job, restore=host.restore,
                    output_dir=settings.folder("sd_trainplan_runs_dir"), notice=A1111_NOTICE, can_train=True,
                    host_name="AUTOMATIC1111", task_id=lambda: host.status.snapshot().get("task_id") or "")
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .adapter import sd_alphas_cumprod
+from .stored_dtypes import folder_dtypes, single_file_dtypes
 from .token_splice import SplicedToken, splice_token
 
 
@@ -46,6 +47,7 @@ class DiffusersAdapter:
         self.source = source
         self.layers_per_block = unet.config.layers_per_block
         self._compiled = None  # use_compile()
+        self.stored_dtypes: Optional[Dict[str, torch.dtype]] = None  # in its files, when loaded from files
 
     # --- the protocol -----------------------------------------------------------------------
     def unet(self) -> nn.Module:
@@ -88,18 +90,24 @@ class DiffusersAdapter:
         return splice_token(self.tokenizer, self._text, token, n_vectors, init_word)
 
     def lora_targets(self, text_encoder: bool, conv: bool) -> Dict[str, nn.Module]:
-        """kohya names: Linear and 1x1 convs in the UNet's transformer blocks (and 3x3 convs of
-        resnets and samplers with `conv`); the text encoder's attention and MLP linears."""
-        out: Dict[str, nn.Module] = {}
+        """kohya names (kohya_names.py: the form the WebUI maps home on this UNet's layout): Linear
+        and 1x1 convs in the UNet's transformer blocks (and 3x3 convs of resnets and samplers with
+        `conv`); the text encoder's attention and MLP linears."""
+        from .kohya_names import unet_lora_names
+        from .ldm_names import unet_name_to_ldm, unet_pairs_for_state
+        found: Dict[str, nn.Module] = {}  # by diffusers name inside the UNet
         for name, mod in self._unet.named_modules():
             if type(mod).__name__ == "Transformer2DModel":
                 for sub, m in mod.named_modules():
                     if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)):
-                        out["lora_unet_" + f"{name}.{sub}".replace(".", "_")] = m
+                        found[f"{name}.{sub}"] = m
             elif conv and type(mod).__name__ in ("ResnetBlock2D", "Downsample2D", "Upsample2D"):
                 for sub, m in mod.named_modules():
                     if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
-                        out["lora_unet_" + f"{name}.{sub}".replace(".", "_")] = m
+                        found[f"{name}.{sub}"] = m
+        pairs = unet_pairs_for_state(self._unet.state_dict(), self.layers_per_block)
+        named = [(d, unet_name_to_ldm(d, pairs)) for d in found]
+        out: Dict[str, nn.Module] = {key: found[d] for key, (d, _) in zip(unet_lora_names(named), named)}
         if text_encoder:
             for name, mod in self._text.named_modules():
                 if type(mod).__name__ in ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP"):
@@ -211,6 +219,7 @@ def _load_folder(path: Path, device, dtype, masters=()) -> DiffusersAdapter:
         raise ModelLoadError(f"model: cannot load the diffusers folder {path}: {e}") from None
     adapter = DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, str(path), masters=masters)
     adapter.load_seconds = {"imports": t1 - t0, "weights": t2 - t1, "tokenizer": time.monotonic() - t2}
+    adapter.stored_dtypes = folder_dtypes(path)
     return adapter
 
 
@@ -232,5 +241,7 @@ def _load_single_file(path: Path, device, dtype, config: Optional[str], masters=
     sched = dict(pipe.scheduler.config)
     if arch == "sd2" and predicts_v(pipe.unet, pipe.unet.config.cross_attention_dim):
         sched["prediction_type"], base = "v_prediction", 768
-    return DiffusersAdapter(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, sched, device, dtype,
-                            f"{path} ({arch})", base_resolution=base, masters=masters)
+    adapter = DiffusersAdapter(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, sched, device, dtype,
+                               f"{path} ({arch})", base_resolution=base, masters=masters)
+    adapter.stored_dtypes = single_file_dtypes(path)
+    return adapter

@@ -2,8 +2,8 @@
 
 It talks to the model only through the calls the WebUI itself uses (encode_first_stage,
 decode_first_stage, cond_stage_model(list_of_str), apply_model), so the same code drives the
-WebUI's loaded model and the tiny one. Names given to the outside world (LoRA keys) are the
-diffusers/kohya ones, so a LoRA trained here loads wherever a kohya LoRA does.
+WebUI's loaded model and the tiny one. Names given to the outside world (LoRA keys) are kohya's,
+in the form that loads into the right module in the WebUI on any UNet layout (kohya_names.py).
 
 Tested on SD1 (transformers' CLIP text stage). SD2's OpenCLIP text stage has no `transformer`:
 there text-encoder training and new tokens stop with a clear error (SD2 itself is not tested yet).
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .kohya_names import unet_lora_names
 from .ldm_names import ldm_name_to_unet, unet_prefix_pairs
 from .token_splice import SplicedToken, splice_token
 
@@ -121,22 +122,26 @@ class LdmAdapter:
         return splice_token(self.tokenizer, self.text_encoder(), token, n_vectors, init_word)
 
     def lora_targets(self, text_encoder: bool, conv: bool) -> Dict[str, nn.Module]:
-        """The modules DiffusersAdapter.lora_targets picks, under the same kohya (diffusers) names:
-        Linear and 1x1 convs in the UNet's transformer blocks (and 3x3 convs of resnets and
-        samplers with `conv`); the text encoder's attention and MLP linears."""
-        out: Dict[str, nn.Module] = {}
-        unet = self.unet()
-        pairs = self._unet_pairs()
-        for name, mod in unet.named_modules():
+        """The modules DiffusersAdapter.lora_targets picks, under the same kohya names
+        (kohya_names.py): Linear and 1x1 convs in the UNet's transformer blocks (and 3x3 convs of
+        resnets and samplers with `conv`); the text encoder's attention and MLP linears."""
+        found: Dict[str, nn.Module] = {}  # by ldm path inside the UNet
+        for name, mod in self.unet().named_modules():
             kind = type(mod).__name__
             if kind == "SpatialTransformer":
                 for sub, m in mod.named_modules():
                     if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)):
-                        out["lora_unet_" + ldm_name_to_unet(f"{name}.{sub}", pairs).replace(".", "_")] = m
+                        found[f"{name}.{sub}"] = m
             elif conv and kind in ("ResBlock", "Downsample", "Upsample"):
                 for sub, m in mod.named_modules():
                     if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
-                        out["lora_unet_" + ldm_name_to_unet(f"{name}.{sub}", pairs).replace(".", "_")] = m
+                        found[f"{name}.{sub}"] = m
+        try:
+            pairs = self._unet_pairs()
+            named = [(ldm_name_to_unet(path, pairs), path) for path in found]
+        except (ValueError, KeyError):  # no diffusers layout (e.g. different res blocks per level): ldm paths
+            named = [(None, path) for path in found]
+        out = {key: found[path] for key, (_, path) in zip(unet_lora_names(named), named)}
         if text_encoder:
             for name, mod in self.text_encoder().named_modules():
                 if type(mod).__name__ in ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP"):

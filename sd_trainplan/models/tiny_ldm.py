@@ -41,13 +41,14 @@ VAE_LDM = dict(
 
 
 def clip_folder(seed: int = 0) -> Path:
-    """A local CLIP folder (tokenizer files + tiny CLIPTextModel) for FrozenCLIPEmbedder(version=...).
+    """A local CLIP folder (tokenizer files + tiny CLIPTextModel, its output mean away from 0 as a trained
+    CLIP's) for FrozenCLIPEmbedder(version=...).
 
     Written once per seed, built in a temporary folder and renamed into place, so a second process
     never reads a half-written folder. The weights come from their own seeded generator state, so
     whether the folder already existed changes nothing else the caller draws from torch's RNG.
     """
-    folder = default_cache_dir() / f"tiny-ldm-clip-seed{seed}"
+    folder = default_cache_dir() / f"tiny-ldm-clip-v2-seed{seed}"  # v2: the final layer norm's bias (below)
     if (folder / "config.json").is_file():
         return folder
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -56,7 +57,13 @@ def clip_folder(seed: int = 0) -> Path:
     write_tokenizer_files(tmp)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        CLIPTextModel(CLIPTextConfig(**TEXT)).save_pretrained(str(tmp), safe_serialization=True)
+        text = CLIPTextModel(CLIPTextConfig(**TEXT))
+    # A random CLIP's final layer norm (bias 0) gives outputs of mean ~1e-9. The WebUI's default emphasis
+    # ("Original", sd_emphasis.py) rescales the conditioning by its mean, dividing by that ~0: NaN or a huge
+    # gradient in the WebUI. A trained CLIP's output mean is far from 0; so is this one's.
+    with torch.no_grad():
+        text.text_model.final_layer_norm.bias.fill_(0.5)
+    text.save_pretrained(str(tmp), safe_serialization=True)
     try:
         os.rename(tmp, folder)
     except OSError:  # another process finished first: theirs is identical

@@ -13,6 +13,7 @@ from ..plan import schedule as sched
 
 METHODS = ("dreambooth", "ti", "lora")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SAVE_PRECISIONS = ("keep", "fp16")
 OPTIMIZERS = ("adamw", "adamw8bit")
 
 
@@ -99,6 +100,7 @@ class TrainConfig:
     sample_steps: int = 20
     log_every: int = 10
     export_format: str = "safetensors"  # Textual Inversion: safetensors | pt (the WebUI's layout)
+    save_precision: str = "keep"        # Dreambooth checkpoint: keep (each tensor in the loaded model's dtype) | fp16
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -194,14 +196,18 @@ def check_config(c: TrainConfig) -> List[str]:
     need(bool(c.name.strip()) and "/" not in c.name and "\\" not in c.name, "name",
          f"must be a plain file name (got {c.name!r})")
     need(c.export_format in ("safetensors", "pt"), "export_format", "must be safetensors or pt")
+    need(c.save_precision in SAVE_PRECISIONS, "save_precision", f"must be one of {', '.join(SAVE_PRECISIONS)}"
+         f" (got {c.save_precision!r})")
     need(c.lora_scope in ("attention", "transformer"), "lora_scope", "must be attention or transformer")
     need(c.grad_reduce in ("auto", "bf16", "fp32"), "grad_reduce", "must be auto, bf16 or fp32")
     for name in ("channels_last", "cudnn_benchmark", "final_checkpoint"):
         need(getattr(c, name) in ("auto", "on", "off"), name, "must be auto, on or off")
     need(c.export_format == "safetensors" or c.method == "ti", "export_format",
          "pt (the WebUI's embedding layout) is for Textual Inversion only")
+    need(bool(c.token.strip()), "token", "is empty: type the word the prompts use for what you train ([name]),"
+         " a rare one such as sks")
     if c.method == "ti":
-        need(bool(c.token.strip()) and " " not in c.token.strip(), "token", f"must be one word (got {c.token!r})")
+        need(" " not in c.token.strip(), "token", f"must be one word (got {c.token!r})")
         need(bool(c.init_word.strip()), "init_word", "give a word the new token starts from, e.g. 'person'")
     if c.method == "dreambooth" and c.num_class_images:
         need(bool(c.class_prompt.strip()), "class_prompt", "is needed for prior preservation (num_class_images > 0)")

@@ -25,6 +25,7 @@ from .config import ConfigError, TrainConfig, check_config, lr_schedule
 from .data import Dataset, DataError, load_dataset
 from .dist import OverlappedAverage, Processes, any_true, barrier, broadcast, reduce_mean
 from .events import Emitter, Sink
+from .finite import FiniteGuard
 from .images import to_pil
 from .latent_cache import encode_items
 from .methods import make_method, trained_in_fp32
@@ -142,9 +143,12 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     if loaded:
         from ..models.load import load_model
         emit("prepare", message=f"loading model {cfg.model}")
-        # straight onto the device: frozen parts in bf16 on a GPU (fp32 on a CPU), what the method
-        # trains in fp32 from the file's own values (its masters)
-        dtype = torch.bfloat16 if device.type == "cuda" and cfg.precision in ("auto", "bf16") else torch.float32
+        # straight onto the device: frozen parts in bf16 on a GPU (fp32 on a CPU), what the method trains
+        # in fp32 from the file's own values (its masters). Dreambooth writes the whole model back, so its
+        # frozen parts load in fp32 too and keep the file's exact values (bf16 would round them); they
+        # encode the images and prompts once, so this costs memory (~0.3 GB at SD1.5 size), not time.
+        dtype = torch.bfloat16 if device.type == "cuda" and cfg.precision in ("auto", "bf16") \
+            and cfg.method != "dreambooth" else torch.float32
         adapter = load_model(cfg.model, device, dtype=dtype, seed=cfg.seed, config=cfg.model_config or None,
                              masters=trained_in_fp32(cfg))
     method = make_method(adapter, cfg)
@@ -226,6 +230,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     reducer = OverlappedAverage(procs, trainable, step.reduce_dtype)
     graphed = _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, reducer, emit, graph_capture)
     phases.lap("setup")
+    guard = FiniteGuard(cfg, method, run_dir, compute_dtype(cfg, device, adapter))  # NaN/inf: stop, write nothing
 
     def validate(step: int):
         # the processes split the scoring between them (and sum), so P processes validate P times faster
@@ -282,6 +287,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
 
         if done % cfg.log_every == 0 or done == cfg.steps:  # the only host sync in the loop
             last_loss = reduce_mean(procs, running.item() / (done - logged_from))
+            guard.loss(last_loss, logged_from + 1, done)
             running.zero_()
             logged_from = done
             record = {"step": done, "images_seen": done * eb, "loss": last_loss, "lr": lr,
@@ -298,15 +304,16 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
                  extra={"b_simple": record["b_simple"]} if "b_simple" in record else {})
         if procs.main and cfg.sample_every and done % cfg.sample_every == 0:
             _sample(cfg, adapter, name, run_dir, done, emit)
-        if procs.main and cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
-            path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last, eb)
-            emit("checkpoint", step=done, total=cfg.steps, path=str(path), message=f"saved {path.name}")
+        if cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps and guard.weights(done, logged_from):
+            if procs.main:
+                path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last, eb)
+                emit("checkpoint", step=done, total=cfg.steps, path=str(path), message=f"saved {path.name}")
         # several processes agree on a Stop at log steps only: agreeing is a collective that waits for
         # the GPU, and waiting every update would leave the GPU idle while the host prepares the next
         check = procs.world == 1 or done % cfg.log_every == 0
         if check and any_true(procs, stop()) and done < cfg.steps:
             stopped = True
-            if procs.main and export:
+            if export and guard.weights(done, logged_from) and procs.main:
                 path = save_checkpoint(run_dir, done, method, opt, scaler, cfg.keep_last, eb)
                 emit("stopped", step=done, total=cfg.steps, path=str(path),
                      message=f"stopped at update {done}; resume with --resume {run_dir}")
@@ -318,7 +325,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
         val_loss, _ = validate(cfg.steps)
         phases.lap("validation")
     path = None
-    if procs.main and export:
+    if export and guard.weights(cfg.steps, logged_from) and procs.main:
         emit("prepare", step=cfg.steps, total=cfg.steps, message="writing the export")
         path = method.export(run_dir, cfg.steps)
         emit("prepare", step=cfg.steps, total=cfg.steps, path=str(path),

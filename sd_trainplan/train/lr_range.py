@@ -7,6 +7,7 @@ descent and the midpoint, are suggested by name; the bounds feed back into the p
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
@@ -87,7 +88,6 @@ def analyse(points: List[dict], mode: str) -> Dict[str, Suggestion]:
     for i in range(1, len(vals)):
         x0, x1 = vals[i - 1]["lr"], vals[i]["lr"]
         if mode == "exp":
-            import math
             x0, x1 = math.log(x0), math.log(x1)
         slopes.append(((smooth[i] - smooth[i - 1]) / (x1 - x0) if x1 > x0 else 0.0, i))
     _, i_steep = min(slopes)
@@ -108,7 +108,8 @@ def lr_range_test(cfg: TrainConfig, mode: str = "linear", max_lr: Optional[float
     """Several processes (`accelerate launch`) sweep as one data-parallel run: the validation loss is
     split between them and summed, the divergence stop is the main process's (train() stops every
     process at the same update), and only the main process analyses and writes the result."""
-    from .loop import train
+    from .finite import NonFiniteLoss
+    from .loop import RunResult, train
     if mode not in ("linear", "exp"):
         raise ValueError(f"mode: must be linear or exp (got {mode!r})")
     max_lr = max_lr or cfg.lr
@@ -123,14 +124,21 @@ def lr_range_test(cfg: TrainConfig, mode: str = "linear", max_lr: Optional[float
             points.setdefault(ev.step, {"step": ev.step})["train_loss"] = ev.loss
             points[ev.step]["lr"] = ev.lr
         if ev.kind == "val":
+            if ev.val_loss is not None and not math.isfinite(ev.val_loss):  # NaN/inf: diverged, not a point
+                state["diverged"] = True
+                return
             p = points.setdefault(ev.step, {"step": ev.step})
             p["val_loss"], p["stable_loss"] = ev.val_loss, ev.stable_loss
             if ev.val_loss is not None:
                 state["best"] = min(state["best"], ev.val_loss)
                 state["diverged"] = state["diverged"] or ev.val_loss > DIVERGE * state["best"]
 
-    run = train(sweep, adapter=adapter, sinks=[collect, *sinks], stop=lambda: stop() or state["diverged"], export=False,
-                procs=procs)
+    try:
+        run = train(sweep, adapter=adapter, sinks=[collect, *sinks], stop=lambda: stop() or state["diverged"],
+                    export=False, procs=procs)
+    except NonFiniteLoss as e:  # the LR ran the loss to NaN/inf: the sweep has diverged, and ends here
+        state["diverged"] = True
+        run = RunResult(Path(e.run_dir), e.step, None, True, None, None)
     if not procs.main:  # its sinks saw no events: the main process holds the points
         return RangeResult(mode, max_lr, min_lr, run.steps_done, [], {}, False, run_dir=str(run.run_dir),
                            message="written by the main process")

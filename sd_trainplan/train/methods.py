@@ -40,6 +40,10 @@ class Dreambooth:
     def __init__(self, adapter, cfg: TrainConfig):
         self.adapter, self.cfg = adapter, cfg
         self.fresh_text = cfg.train_text_encoder  # conditioning must be recomputed each step
+        # the dtype each tensor is saved in with save_precision "keep": the file's (a model loaded from
+        # a file says them), else the model's as it is now, before what trains turns fp32
+        stored = getattr(adapter, "stored_dtypes", None)
+        self.kept = dict(stored) if stored else {k: v.dtype for k, v in adapter.checkpoint_state().items()}
         self.modules: List[nn.Module] = [adapter.unet()] + ([adapter.text_encoder()] if cfg.train_text_encoder else [])
         for m in self.modules:
             m.float()  # fp32 master weights for what trains, whatever the model was loaded in
@@ -68,18 +72,33 @@ class Dreambooth:
             self.adapter.text_encoder().load_state_dict({k[3:]: v for k, v in state.items() if k.startswith("te.")})
 
     def export(self, folder: Path, step: int) -> Path:
-        # Weights in fp16, as the WebUI's checkpoints; ldm's noise-schedule buffers (top-level keys:
-        # alphas_cumprod, betas, ...) stay fp32: fp16 rounds alphas_cumprod near 1 and moves the
-        # noise level sqrt(1-a) at small t by up to 7%, and the WebUI loads them from the file as they are.
-        # The cast happens piece by piece as the file is written, so no second whole copy is made.
-        meta = {"sd_trainplan": "dreambooth", "step": str(step), "token": self.cfg.token}
+        if self.cfg.save_precision == "fp16":
+            # Weights in fp16 (half the file); ldm's noise-schedule buffers (top-level keys: alphas_cumprod,
+            # betas, ...) stay as they are: fp16 rounds alphas_cumprod near 1 and moves the noise level
+            # sqrt(1-a) at small t by up to 7%, and the WebUI loads them from the file as they are.
+            def cast(k, v):
+                return torch.float16 if v.is_floating_point() and "." in k else v.dtype
+        else:  # keep: what did not train is written bit for bit as loaded, what trained rounded to its dtype
+            def cast(k, v):
+                return kept_dtype(k, self.kept, v.dtype) if v.is_floating_point() else v.dtype
+        # the cast happens piece by piece as the file is written (safetensors_out.py): no second whole copy
+        meta = {"sd_trainplan": "dreambooth", "step": str(step), "token": self.cfg.token,
+                "save_precision": self.cfg.save_precision}
         return save_safetensors(folder / f"{self.cfg.name}.safetensors", self.adapter.checkpoint_state(), meta,
-                                cast=lambda k, v: torch.float16 if v.is_floating_point() and "." in k else v.dtype)
+                                cast=cast)
 
     def close(self) -> None:
         for m in self.modules:
             m.requires_grad_(False)
             m.eval()
+
+
+def kept_dtype(key: str, kept: Dict[str, torch.dtype], default: torch.dtype) -> torch.dtype:
+    """`kept` names tensors, or (ending in '.') whole parts; the longest matching name wins."""
+    if key in kept:
+        return kept[key]
+    parts = [p for p in kept if p.endswith(".") and key.startswith(p)]
+    return kept[max(parts, key=len)] if parts else default
 
 
 class TextualInversion:

@@ -11,7 +11,10 @@ Contract (both the page and the host code against it):
 - wrap_job(fn) -> fn: runs around the whole job, in the job's thread (e.g. the WebUI's queue).
 - sinks: extra event sinks (train.events.Event) fed with every event of every job.
 - should_stop() -> bool: polled with the page's own Stop (e.g. shared.state.interrupted).
-- after_job(cfg, result): called when a job ends with an exported file (e.g. reload embeddings).
+- check(cfg) -> ['field: problem', ...]: what the host knows is wrong before anything starts (e.g. a
+  token that is already the name of one of the WebUI's loaded embeddings); shown beside the field.
+- after_job(cfg, result): called when a job ends with an exported file (e.g. reload embeddings); may
+  return where it put the file, or (where, a note for the page: how to use it, what went with it).
 - restore(): called when a job ends in any way (e.g. put the loaded model's weights back).
 - task_id() -> str: the host's id for the job now running inside wrap_job (the WebUI's task id:
   the page puts it on the job's progress block, where javascript/trainplan.js finds it).
@@ -37,6 +40,7 @@ class UiHooks:
     wrap_job: Callable[[Callable], Callable] = _identity
     sinks: List[Callable[[Any], None]] = field(default_factory=list)
     should_stop: Callable[[], bool] = lambda: False
+    check: Optional[Callable[[Any], List[str]]] = None
     after_job: Optional[Callable[[Any, Any], None]] = None
     restore: Optional[Callable[[], None]] = None
     task_id: Optional[Callable[[], str]] = None

@@ -117,6 +117,8 @@ def result_html(job: Optional[Job]) -> str:
         if path:
             placed = (f' The host placed it at <code class="stp-placed-path">{escape(job.placed)}</code>.'
                       if job.placed and os.path.abspath(job.placed) != os.path.abspath(str(path)) else "")
+            if job.placed_note:
+                placed += f' <span class="stp-placed-note">{escape(job.placed_note)}</span>'
             return (f'<div class="stp-result stp-result-done" data-state="done"><b>Done.</b> Wrote'
                     f' <code class="stp-export-path">{escape(os.path.abspath(str(path)))}</code>.{placed}{extra}'
                     f'{folder}</div>')

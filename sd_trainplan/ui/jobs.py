@@ -36,6 +36,7 @@ class Job:
     id: int
     kind: str                       # train | lr_range
     cfg: Any                        # the TrainConfig it runs
+    form: Any = None                # the trainer fields it was started from (a range test changes LR and length)
     resume: Optional[str] = None    # the run folder it continues
     events: List[Event] = field(default_factory=list)      # sample images stripped (they are in `samples`)
     samples: List[Tuple[int, Any, str]] = field(default_factory=list)  # (update, PIL image, path)
@@ -45,6 +46,7 @@ class Job:
     error: str = ""
     stop_requested: bool = False
     placed: str = ""                # where the host's after_job put the file, when it says
+    placed_note: str = ""           # and what it says about it (how to use it, what went with it)
     host_task: str = ""             # the host's own task id for this job (the WebUI's progress bar follows it)
     started: float = field(default_factory=time.time)
     ended: Optional[float] = None
@@ -101,13 +103,14 @@ class JobRunner:
     def busy(self) -> bool:
         return self.current is not None and self.current.running
 
-    def start(self, kind: str, cfg: Any, work: Work, resume: Optional[str] = None, before: Optional[Job] = None) -> Job:
+    def start(self, kind: str, cfg: Any, work: Work, resume: Optional[str] = None, before: Optional[Job] = None,
+              form: Any = None) -> Job:
         """Run `work` in a new thread. `before`: the job whose run this one continues (its loss curve
-        and samples stay on the page)."""
+        and samples stay on the page); `form`: the fields' settings, when `cfg` is not them."""
         with self._lock:
             if self.busy():
                 raise Busy(f"a {_name(self.current.kind)} is running (update {self.progress()}); stop it first")
-            job = Job(next(self._ids), kind, cfg, resume)
+            job = Job(next(self._ids), kind, cfg, form if form is not None else cfg, resume)
             if before is not None:
                 job.history = [ev for ev in before.history + before.events if ev.kind in ("step", "val")]
                 job.samples = list(before.samples)
@@ -159,12 +162,17 @@ class JobRunner:
                 outcome.update(status="stopped" if stopped else "done", result=result)
                 if not stopped and hooks.after_job is not None and getattr(result, "export_path", None):
                     placed = _safely(lambda: hooks.after_job(job.cfg, result))
+                    if isinstance(placed, tuple) and len(placed) == 2:  # (where, a note about it)
+                        placed, job.placed_note = placed[0], str(placed[1] or "")
                     if isinstance(placed, (str, os.PathLike)):  # where the host put the file (its folders)
                         job.placed = str(placed)
             except Exception as e:  # noqa: BLE001 - any failure ends the job with a message, never a hang
                 problems = getattr(e, "problems", None)
                 text = "; ".join(problems) if problems else f"{type(e).__name__}: {e}"
-                traceback.print_exc(file=sys.stderr)
+                if problems:  # a message for the user (a check, a NaN loss): the message, no traceback
+                    print(f"sd_trainplan: the {_name(job.kind)} failed: {text}", file=sys.stderr)
+                else:
+                    traceback.print_exc(file=sys.stderr)
                 _emit(sinks, Event("error", message=text))
                 outcome.update(status="error", error=text)
             finally:

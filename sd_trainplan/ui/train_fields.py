@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..plan import SCHEDULERS
 from ..plan.quantity import fmt
-from ..train.config import METHODS, TrainConfig, check_config
+from ..train.config import METHODS, SAVE_PRECISIONS, TrainConfig, check_config
 from .fields import Widget
 
 ANY = ()  # shown for every method
@@ -23,6 +23,7 @@ ANY = ()  # shown for every method
 class TrainWidget(Widget):
     """A planner-page widget that sets a TrainConfig field (`key`), shown for some methods only."""
     methods: Tuple[str, ...] = ANY   # shown only for these methods
+    info: str = ""                   # help shown under the label
 
 
 SECTIONS = {
@@ -44,9 +45,15 @@ TRAIN_WIDGETS: Tuple[Tuple[TrainWidget, ...], ...] = (
      TrainWidget("repeats", "stp_train_repeats", "Repeats", "text", "what", placeholder="1")),
     (TrainWidget("name", "stp_train_name", "Output name", "text", "what", placeholder="run"),
      TrainWidget("output", "stp_train_output", "Output folder", "text", "what", placeholder="runs", width=2)),
+    (TrainWidget("save_precision", "stp_train_save_precision", "Checkpoint precision", "radio", "what",
+                 SAVE_PRECISIONS, methods=DB,
+                 info="keep: every tensor as the model has it (an fp32 model gives an fp32 checkpoint, twice the"
+                      " size). fp16: half the size, but every weight is rounded to fp16, the parts that did not"
+                      " train too."),),
     (TrainWidget("instance_prompt", "stp_train_instance_prompt", "Instance prompt", "text", "prompts",
                  placeholder="a photo of [name]  ([name] = token, [filewords] = caption)", width=2),
-     TrainWidget("token", "stp_train_token", "Token [name]", "text", "prompts", placeholder="sks")),
+     TrainWidget("token", "stp_train_token", "Token [name]", "text", "prompts",
+                 placeholder="a rare word, e.g. sks")),
     (TrainWidget("class_prompt", "stp_train_class_prompt", "Class prompt (prior preservation)", "text", "prompts",
                  placeholder="a photo of a person", width=2, methods=DB),
      TrainWidget("num_class_images", "stp_train_class_images", "Class images", "text", "prompts",
@@ -90,6 +97,9 @@ HIDDEN = ("lr_min", "cycle_steps", "weight_decay")
 # The plan's settings: Apply overwrites exactly these fields (the rest stay as the user typed them).
 # Where 0 means "off" or "same as": the field shows empty, its placeholder says what that means.
 ZERO_IS_EMPTY = ("val_every", "save_every", "sample_every", "num_class_images", "text_encoder_lr")
+# Fields an empty value leaves empty (check_config then says what to type), never a silent default:
+# an emptied Token field would otherwise train the default word.
+NO_DEFAULT = ("token",)
 FROM_PLAN = ("method", "batch_size", "grad_accum", "resolution", "repeats", "val_split", "val_every",
              "train_text_encoder", "text_encoder_lr", "scheduler", "warmup", "lr", "steps", "num_class_images")
 
@@ -128,7 +138,7 @@ def _parse(w: TrainWidget, v: Any, base: TrainConfig) -> Tuple[Any, str]:
         return bool(v), ""
     text = "" if v is None else str(v).strip()
     if text == "":
-        return default, ""
+        return ("" if w.key in NO_DEFAULT else default), ""
     if isinstance(default, bool):
         return text.lower() in ("1", "true", "yes", "on"), ""
     if isinstance(default, int):

@@ -37,18 +37,22 @@ POLL_S = 0.5
 # ---- checks before anything starts -------------------------------------------------------------
 
 def check_start(values: Dict[str, Any], hidden: Dict[str, Any], hooks: UiHooks) -> FieldCheck:
-    """Every field, then the model path and the dataset (train.loop.prepare_checks): all problems at once."""
+    """Every field, then what the host knows (hooks.check), the model path and the dataset
+    (train.loop.prepare_checks): all problems at once."""
     check = read_fields(values, hidden, base_config(hooks))
     cfg = check.cfg
     if cfg is None:
         return check
     from ..train.loop import prepare_checks
+    problems = list(hooks.check(cfg)) if hooks.check is not None else []  # e.g. the WebUI's loaded embeddings
     try:
         prepare_checks(cfg)
     except ConfigError as e:
-        return merge(check, split_problems(e.problems), cfg)
+        problems += e.problems
     except Exception as e:  # noqa: BLE001 - an unreadable folder must not show a traceback
-        return merge(check, FieldCheck(None, {}, (f"{type(e).__name__}: {e}",)), cfg)
+        problems.append(f"{type(e).__name__}: {e}")
+    if problems:
+        return merge(check, split_problems(problems), cfg)
     return FieldCheck(cfg, check.messages, check.other)
 
 
@@ -256,7 +260,7 @@ def wire_trainer(planner: PlannerPanel, trainer: TrainerPanel, ranger: RangePane
             return message_updates(None) + [note("error", "<br>".join(escape(p) for p in problems))]
         cfg = check.cfg.replace(lr=max_lr, steps=steps)
         try:
-            runner.start(LR_RANGE, cfg, range_work(cfg, max_lr, steps))
+            runner.start(LR_RANGE, cfg, range_work(cfg, max_lr, steps), form=check.cfg)
         except Busy as e:
             return message_updates(None) + [note("error", f"Not started: {escape(str(e))}.")]
         return message_updates(None) + [note("ok", f"Sweeping the LR from 0 to {fmt(max_lr)} over {steps} updates"
@@ -283,6 +287,31 @@ def wire_trainer(planner: PlannerPanel, trainer: TrainerPanel, ranger: RangePane
         planner.inputs["lr_bounds"], planner.inputs["lr"], tabs, ranger.use_message], **quick)
 
     compat.on_load(follow, [seen], follow_out, **stream)
+
+    def on_page_load() -> List[Any]:
+        return running_form(runner)
+
+    compat.on_load(on_page_load, None, tcomps + [trainer.hidden] + cells + [ranger.max_lr, ranger.steps,
+                                                                            trainer.status], **quick)
+
+
+def running_form(runner: JobRunner) -> List[Any]:
+    """A page opened (or reloaded) while a job runs shows that job's settings, not the defaults:
+    the trainer fields, the hidden settings, which fields the method shows, the range test's
+    maximum LR and length, and a line saying so."""
+    job = runner.current if runner.busy() else None
+    n = len(TRAIN_KEYS) + 1 + len(ALL_TRAIN) + 3
+    if job is None:
+        return [gr.update() for _ in range(n)]
+    form = job.form
+    values = field_values(form)
+    ranged = job.kind == LR_RANGE
+    what = "An LR range test" if ranged else "A training run"
+    return ([values[k] for k in TRAIN_KEYS] + [hidden_values(form)]
+            + [gr.update(visible=shown_for(w, form.method)) for w in ALL_TRAIN]
+            + [fmt(job.cfg.lr) if ranged else gr.update(), str(job.cfg.steps) if ranged else gr.update(),
+               note("ok", f"{what} is running ({form.method}, {job.cfg.steps} updates): the fields show its"
+                    " settings.")])
 
 
 def resume_job(runner: JobRunner, values: Dict[str, Any]) -> str:

@@ -82,7 +82,7 @@ def notice_html(hooks: UiHooks, model: str = "") -> str:
 
 
 def _component(w: TrainWidget, value: Any, placeholder: str = "") -> Any:
-    common = dict(label=w.label, elem_id=w.elem_id, interactive=True)
+    common = dict(label=w.label, elem_id=w.elem_id, interactive=True, **({"info": w.info} if w.info else {}))
     if w.kind == "text":
         return gr.Textbox(value=value, placeholder=placeholder or w.placeholder, lines=1, max_lines=1, **common)
     if w.kind == "radio":

@@ -44,8 +44,13 @@ def run_case(case: Path) -> None:
         "lora_targets": {name: list(m.weight.shape) for name, m in adapter.lora_targets(True, True).items()},
         "heads": {name: m.heads for name, m in adapter.unet().named_modules() if type(m).__name__ == "Attention"},
     }
-    # The LoRA the ldm adapter trained and exported, loaded by diffusers' own kohya loader.
-    pipe.load_lora_weights(str(case), weight_name="lora.safetensors")  # offline: name the file
+    # The LoRA the ldm adapter trained and exported, loaded by diffusers' own kohya loader. The tiny
+    # layout is not SD's, so the file has ldm-path names (kohya_names.py); diffusers' SD1 loader reads
+    # only its own block names: rename them for it.
+    from sd_trainplan.models.kohya_names import diffusers_style
+    renamed = diffusers_style(load_file(str(case / "lora.safetensors")), pipe.unet)
+    save_file(renamed, str(case / "lora-d.safetensors"))
+    pipe.load_lora_weights(str(case), weight_name="lora-d.safetensors")  # offline: name the file
     out.update({f"lora.{k}": v for k, v in loss_parts(adapter, x, meta["prompts"]).items()})
     save_file({k: (v.float() if v.is_floating_point() else v).detach().contiguous() for k, v in out.items()}, str(case / "out.safetensors"))
     (case / "out.json").write_text(json.dumps(info))

@@ -68,3 +68,19 @@ def test_unsupported_parameterization_is_refused_with_a_message():
     model.parameterization = "x0"
     with pytest.raises(ValueError, match="parameterization"):
         LdmAdapter(model, "cpu")
+
+
+def test_neither_fault_that_hides_training_is_there():
+    """A UNet with ldm's zero-initialised output layers predicts 0 whatever the prompt, and a random CLIP's
+    output mean of ~0 makes the WebUI's emphasis divide by ~0 (make_tiny_sd1.py avoids both too)."""
+    model = build_tiny_ldm(0)
+    with torch.no_grad():
+        cond = model.cond_stage_model(["a red circle", "a blue square on grey"])
+        x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)).repeat(2, 1, 1, 1)
+        t = torch.tensor([500, 500])
+        pred = model.apply_model(x, t, cond)
+    assert cond.mean().abs() > 0.1  # the emphasis's divisor
+    assert pred.abs().mean() > 1e-2 and not torch.allclose(pred[0], pred[1])  # output, and it depends on the prompt
+    for m in model.model.diffusion_model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            assert m.weight.any()

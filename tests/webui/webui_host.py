@@ -49,12 +49,7 @@ def start_webui(root: Path, seed: int = 0, medvram: bool = False, sdxl: bool = F
         model.is_sdxl = True
     else:
         from sd_trainplan.models.tiny_ldm import build_tiny_ldm
-        model = build_tiny_ldm(seed).eval()
-        # The WebUI's default emphasis ("Original") rescales CLIP's output to keep its mean, dividing by
-        # it. A trained CLIP's output mean sits well away from 0; a random tiny one's final layer norm
-        # (bias 0) puts it at about 0, and that division would blow the gradient up. Give it an offset.
-        with torch.no_grad():
-            model.cond_stage_model.transformer.text_model.final_layer_norm.bias.fill_(0.5)
+        model = build_tiny_ldm(seed).eval()  # its CLIP's output mean is away from 0, as the WebUI's emphasis needs
     model.alphas_cumprod_original = model.alphas_cumprod  # as sd_models.load_model_weights does
     model.lowvram = False
     if medvram:  # sd_models.load_model: lowvram.apply(m) comes before the hijack
