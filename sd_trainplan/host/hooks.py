@@ -9,7 +9,7 @@
 - should_stop: `shared.state.interrupted` (the WebUI's Interrupt, /sdapi/v1/interrupt).
 - after_job: the result into the WebUI's folders; an embedding is registered at once.
 - restore: the loaded model left as it was (always: Stop, error and completion).
-On Forge the planner works and training is off, with a notice (see `forge_hooks`).
+Forge's hooks (forge_hooks.py) build on this class: its own model, main thread and folders.
 """
 from __future__ import annotations
 
@@ -27,9 +27,6 @@ A1111_NOTICE = ("Training here uses the checkpoint loaded in the WebUI: no secon
                 " Textual Inversion and LoRA never change its weights; Dreambooth trains them in place and puts"
                 " them back when the run ends (the new checkpoint goes to models/Stable-diffusion). A run waits"
                 " for txt2img/img2img to finish, and the WebUI's Interrupt stops it.")
-FORGE_NOTICE = ("Forge: the planner works here, training does not. Forge holds its model in its own inference"
-                " wrappers (no Stability-AI ldm model, no embedding database) that this trainer cannot train"
-                " cleanly. Train in AUTOMATIC1111 1.10 or standalone (python -m sd_trainplan ui).")
 
 
 class WebUiHost:
@@ -76,7 +73,7 @@ class WebUiHost:
 
             def inside_queue(id_task, *a, **kw):  # wrap_gradio_gpu_call passes the task id first
                 try:
-                    box["result"] = fn(*a, **kw)
+                    box["result"] = self.call(fn, *a, **kw)
                 except BaseException as e:  # noqa: BLE001 - raised again outside the WebUI's wrapper
                     box["error"] = e
                 return [""]  # the WebUI's wrapper appends its timing HTML to the last output
@@ -91,6 +88,10 @@ class WebUiHost:
                 self.status.set(state="done")
             return box.get("result")
         return job
+
+    def call(self, fn: Callable, *args, **kwargs) -> Any:
+        """Where the job runs once it holds the queue: here, in the job's thread (Forge: its main thread)."""
+        return fn(*args, **kwargs)
 
     def should_stop(self) -> bool:
         from modules import shared
@@ -132,21 +133,17 @@ class WebUiHost:
 
 
 def make_hooks(host: Optional[WebUiHost] = None) -> UiHooks:
-    """The hooks for the WebUI this runs in (AUTOMATIC1111, or Forge: planner only)."""
+    """The hooks for the WebUI this runs in (AUTOMATIC1111, or Forge: forge_hooks.py)."""
     from .webui import is_forge
     if is_forge():
-        return forge_hooks()
+        from .forge_hooks import make_forge_hooks
+        return make_forge_hooks()
     host = host or WebUiHost()
     return UiHooks(load_adapter=host.load_adapter, wrap_job=host.wrap_job,
                    sinks=[host.status, StateSink(_shared_state, host.status)],
                    should_stop=host.should_stop, after_job=host.after_job, restore=host.restore,
                    output_dir=settings.folder("sd_trainplan_runs_dir"), notice=A1111_NOTICE, can_train=True,
                    host_name="AUTOMATIC1111")
-
-
-def forge_hooks() -> UiHooks:
-    return UiHooks(output_dir=settings.folder("sd_trainplan_runs_dir"), notice=FORGE_NOTICE, can_train=False,
-                   host_name="Forge")
 
 
 def _shared_state():

@@ -121,48 +121,7 @@ class LdmAdapter:
         return splice_token(self.tokenizer, self.text_encoder(), token, n_vectors, init_word)
 
     def lora_targets(self, text_encoder: bool, conv: bool) -> Dict[str, nn.Module]:
-        """The modules DiffusersAdapter.lora_targets picks, under the same kohya (diffusers) names:
-        Linear and 1x1 convs in the UNet's transformer blocks (and 3x3 convs of resnets and
-        samplers with `conv`); the text encoder's attention and MLP linears."""
-        out: Dict[str, nn.Module] = {}
-        unet = self.unet()
-        pairs = self._unet_pairs()
-        for name, mod in unet.named_modules():
-            kind = type(mod).__name__
-            if kind == "SpatialTransformer":
-                for sub, m in mod.named_modules():
-                    if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)):
-                        out["lora_unet_" + ldm_name_to_unet(f"{name}.{sub}", pairs).replace(".", "_")] = m
-            elif conv and kind in ("ResBlock", "Downsample", "Upsample"):
-                for sub, m in mod.named_modules():
-                    if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
-                        out["lora_unet_" + ldm_name_to_unet(f"{name}.{sub}", pairs).replace(".", "_")] = m
-        if text_encoder:
-            for name, mod in self.text_encoder().named_modules():
-                if type(mod).__name__ in ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP"):
-                    for sub, m in mod.named_children():
-                        if isinstance(m, nn.Linear):
-                            out["lora_te_" + f"{name}.{sub}".replace(".", "_")] = m
-        return out
-
-    def _unet_pairs(self) -> List[Tuple[str, str]]:
-        """ldm_names' (diffusers, ldm) prefix pairs for this UNet, keeping only pairs whose ldm
-        side is there with the right kind of module (see ldm_name_to_unet)."""
-        unet = self.unet()
-        levels, L = len(unet.channel_mult), unet.num_res_blocks[0]
-        if any(n != L for n in unet.num_res_blocks):
-            raise ValueError("model: a UNet with different res blocks per level has no kohya names")
-        mods = dict(unet.named_modules())
-
-        def has_attn(k: int) -> bool:
-            return any(type(m).__name__ == "SpatialTransformer" for m in unet.output_blocks[k])
-        # diffusers up block i is ldm level (levels-1-i), its first output block is i*(L+1)
-        up_attn = [has_attn(i * (L + 1)) for i in range(levels)]
-        keep = []
-        for d, l in unet_prefix_pairs(L, levels, up_attn):
-            if l in mods and (".attentions." in d) == (type(mods[l]).__name__ == "SpatialTransformer"):
-                keep.append((d, l))
-        return keep
+        return ldm_lora_targets(self.unet(), self.text_encoder() if text_encoder else None, conv)
 
     def checkpoint_state(self) -> Dict[str, torch.Tensor]:
         """The model's own ldm-named state dict: what the WebUI loads as a single-file checkpoint.
@@ -189,10 +148,7 @@ class LdmAdapter:
         self._checkpointed = []
         if not on:
             return
-        for m in self.unet().modules():
-            if type(m).__name__ in CHECKPOINTED:
-                m.forward = _recomputed(m._forward)
-                self._checkpointed.append(m)
+        self._checkpointed = recompute_blocks(self.unet())
 
     @contextlib.contextmanager
     def capture_context(self):
@@ -202,7 +158,7 @@ class LdmAdapter:
         hold no reference to either function, and the original is back at once."""
         import ldm.modules.diffusionmodules.openaimodel as oam
         original = oam.timestep_embedding
-        oam.timestep_embedding = _timestep_embedding_on_device
+        oam.timestep_embedding = timestep_embedding_on_device
         try:
             yield
         finally:
@@ -211,6 +167,72 @@ class LdmAdapter:
     def describe(self) -> str:
         n = sum(p.numel() for p in self.unet().parameters()) / 1e6
         return f"ldm model ({self.source}; UNet {n:.1f}M params, {self.prediction_type})"
+
+
+def is_linear(m: nn.Module) -> bool:
+    """nn.Linear, or a layer that computes as one without subclassing it (a module with in/out
+    features and a 2-D weight, as some hosts build their UNet and CLIP)."""
+    if isinstance(m, nn.Linear):
+        return True
+    w = getattr(m, "weight", None)
+    return hasattr(m, "in_features") and hasattr(m, "out_features") and isinstance(w, torch.Tensor) and w.ndim == 2
+
+
+def ldm_lora_targets(unet: nn.Module, text_model, conv: bool) -> Dict[str, nn.Module]:
+    """The modules DiffusersAdapter.lora_targets picks, under the same kohya (diffusers) names, for
+    a UNet in the ldm layout: linears and 1x1 convs in its transformer blocks (and 3x3 convs of
+    resnets and samplers with `conv`); with `text_model` (a transformers CLIPTextModel), its
+    attention and MLP linears."""
+    out: Dict[str, nn.Module] = {}
+    pairs = ldm_unet_pairs(unet)
+    for name, mod in unet.named_modules():
+        kind = type(mod).__name__
+        if kind == "SpatialTransformer":
+            for sub, m in mod.named_modules():
+                if is_linear(m) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)):
+                    out["lora_unet_" + ldm_name_to_unet(f"{name}.{sub}", pairs).replace(".", "_")] = m
+        elif conv and kind in ("ResBlock", "Downsample", "Upsample"):
+            for sub, m in mod.named_modules():
+                if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
+                    out["lora_unet_" + ldm_name_to_unet(f"{name}.{sub}", pairs).replace(".", "_")] = m
+    if text_model is not None:
+        for name, mod in text_model.named_modules():
+            if type(mod).__name__ in ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP"):
+                for sub, m in mod.named_children():
+                    if is_linear(m):
+                        out["lora_te_" + f"{name}.{sub}".replace(".", "_")] = m
+    return out
+
+
+def ldm_unet_pairs(unet: nn.Module) -> List[Tuple[str, str]]:
+    """ldm_names' (diffusers, ldm) prefix pairs for this UNet, keeping only pairs whose ldm side
+    is there with the right kind of module (see ldm_name_to_unet)."""
+    levels, L = len(unet.channel_mult), unet.num_res_blocks[0]
+    if any(n != L for n in unet.num_res_blocks):
+        raise ValueError("model: a UNet with different res blocks per level has no kohya names")
+    mods = dict(unet.named_modules())
+
+    def has_attn(k: int) -> bool:
+        return any(type(m).__name__ == "SpatialTransformer" for m in unet.output_blocks[k])
+    # diffusers up block i is ldm level (levels-1-i), its first output block is i*(L+1)
+    up_attn = [has_attn(i * (L + 1)) for i in range(levels)]
+    keep = []
+    for d, l in unet_prefix_pairs(L, levels, up_attn):
+        if l in mods and (".attentions." in d) == (type(mods[l]).__name__ == "SpatialTransformer"):
+            keep.append((d, l))
+    return keep
+
+
+def recompute_blocks(unet: nn.Module, kinds=CHECKPOINTED) -> List[nn.Module]:
+    """Gradient checkpointing per block instance: each ResBlock and transformer block's `forward`
+    becomes a non-reentrant torch checkpoint of its `_forward` (see set_gradient_checkpointing);
+    `del m.forward` on each returned block undoes it."""
+    blocks = []
+    for m in unet.modules():
+        if type(m).__name__ in kinds:
+            m.forward = _recomputed(m._forward)
+            blocks.append(m)
+    return blocks
 
 
 def _recomputed(fn):
@@ -243,7 +265,7 @@ def _sdpa_forward(self, x, context=None, mask=None):
     return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
 
-def _timestep_embedding_on_device(timesteps, dim, max_period=10000, repeat_only=False):
+def timestep_embedding_on_device(timesteps, dim, max_period=10000, repeat_only=False):
     """ldm.modules.diffusionmodules.util.timestep_embedding, with the table made on the device."""
     if repeat_only:
         return timesteps[:, None].expand(-1, dim)

@@ -1,0 +1,98 @@
+"""What Forge is doing with its model, checked before a run touches it (Forge's loaded_model.py).
+
+Forge (dfdcbab6) holds its model in its own engine classes, not in Stability-AI's ldm ones:
+`shared.sd_model` is a `backend.diffusion_engine.*` engine once the first generation loaded it,
+and a placeholder (`modules.sd_models.FakeInitialModel`) before. Every problem comes back as
+one line naming what to change (a ConfigError, as the trainer's own checks):
+- not loaded yet: Forge loads the checkpoint at the first generation, not at start-up;
+- engines: SD1.x (`sd15.StableDiffusion`) trains. SDXL is refused: its engine conditions the UNet
+  on two text encoders plus a pooled vector and size embedding (`sdxl.StableDiffusionXL`), which
+  the trainer's one-tensor conditioning, its samples and its TI export do not carry yet. SD2,
+  SD3, Flux and Chroma are refused too;
+- "Diffusion in Low Bits" (fp8, nf4, fp4, gguf storage): no gradient flows through those weights;
+- a noise predictor without a discrete schedule (flow models);
+- fp32 training asked of a half-precision model (it would need a second copy).
+Partial swap (part of the UNet left in system memory) is checked once the parts are loaded for
+the run (forge_session.py).
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+
+from ..train.config import ConfigError, TrainConfig
+
+TRAINS = ("StableDiffusion",)  # backend/diffusion_engine/sd15.py
+SDXL = ("StableDiffusionXL", "StableDiffusionXLRefiner")
+SDXL_NOTE = ("the loaded model is SDXL: training SDXL inside Forge is not available yet (its UNet is conditioned"
+             " on two text encoders plus a pooled vector and the image size, which this trainer's conditioning,"
+             " samples and embedding export do not carry yet); load an SD1.x checkpoint, or train SDXL elsewhere")
+NOT_LOADED = ("model: Forge has not loaded its checkpoint yet (it loads it at the first generation, not at start-up):"
+              " generate one image in txt2img with the checkpoint you want to train, then Start again")
+HALF = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def engine_problems(model, cfg: TrainConfig) -> List[str]:
+    """Reasons this run cannot train Forge's loaded model (empty: it can)."""
+    if model is None or getattr(model, "forge_objects", None) is None:
+        return [NOT_LOADED]
+    kind = type(model).__name__
+    if kind in SDXL:
+        return [f"model: {SDXL_NOTE}"]
+    if kind not in TRAINS:
+        return [f"model: the loaded model's engine is {kind}; training inside Forge supports SD1.x checkpoints"
+                " (Forge's StableDiffusion engine) for now: load one in the checkpoint dropdown"]
+    problems = []
+    unet = model.forge_objects.unet.model
+    storage = getattr(unet, "storage_dtype", None)
+    if storage not in HALF or _quantized(model):
+        problems.append(f"model: the UNet is stored as {_name(storage)} (\"Diffusion in Low Bits\" at the top of the"
+                        " page); training needs fp16, bf16 or fp32 weights: set it to Automatic, generate once (Forge"
+                        " reloads the model), then Start")
+    predictor = getattr(unet, "predictor", None)
+    if getattr(predictor, "alphas_cumprod", None) is None or \
+            getattr(predictor, "prediction_type", None) not in ("epsilon", "v_prediction"):
+        problems.append(f"model: its noise predictor ({type(predictor).__name__}) has no discrete eps/v schedule to"
+                        " train against")
+    dtype = unet_dtype(model)
+    if cfg.precision == "fp32" and dtype is not None and dtype != torch.float32:
+        problems.append(f"precision: the loaded model is {_name(dtype)}, so fp32 training would need a second copy of"
+                        " it; choose auto, fp16 or bf16 (what trains is kept in fp32 either way)")
+    return problems
+
+
+def check(model, cfg: TrainConfig) -> None:
+    problems = engine_problems(model, cfg)
+    if problems:
+        raise ConfigError(problems)
+
+
+def unet_dtype(model) -> Optional[torch.dtype]:
+    p = next(model.forge_objects.unet.model.diffusion_model.parameters(), None)
+    return None if p is None else p.dtype
+
+
+def precision_note(model, cfg: TrainConfig) -> Optional[str]:
+    dtype = unet_dtype(model)
+    if dtype in (None, torch.float32):
+        return None
+    what = {"ti": "the new vectors are", "lora": "the LoRA weights are",
+            "dreambooth": f"the UNet (and text encoder, if trained) is held as fp32 masters for the run (put back to"
+                          f" {_name(dtype)} after), so it is"}[cfg.method]
+    return f"the loaded model is {_name(dtype)}: {what} trained in fp32 with {_name(dtype)} mixed precision"
+
+
+def _quantized(model) -> bool:
+    """bitsandbytes or gguf weights anywhere in the UNet or text encoder (Forge marks them so)."""
+    fo = model.forge_objects
+    for part in (fo.unet.model, fo.clip.cond_stage_model):
+        for p in part.parameters():
+            if hasattr(p, "bnb_quantized") or getattr(p, "gguf_cls", None) is not None or p.dtype.itemsize == 1:
+                return True
+    return False
+
+
+def _name(dtype) -> str:
+    return str(dtype).replace("torch.", "").replace("float16", "fp16").replace("bfloat16", "bf16") \
+        .replace("float32", "fp32")
