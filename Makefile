@@ -7,6 +7,8 @@
 #   .venv/        standalone app and trainer, pinned like Forge (gradio 4.40, diffusers 0.31)
 #   .venv-a1111/  pinned like AUTOMATIC1111 1.10 (gradio 3.41.2, transformers 4.30.2, ldm)
 #   /usr/bin/chromium  Debian's Chromium, for the browser tests (Playwright drives it; never a downloaded browser)
+#   build/hosts/  the real WebUIs the tests boot: AUTOMATIC1111 v1.10.1 (torch 2.1.2) and Forge (torch 2.3.1),
+#                 each with its own venv, from HOSTS_SRC (tests/hosts/build_host.sh; about 4 minutes each)
 PY ?= python3
 TORCH := .venv-torch
 VENV := .venv
@@ -14,11 +16,13 @@ A1111 := .venv-a1111
 PIPQ := -m pip -q --disable-pip-version-check
 CHROMIUM := /usr/bin/chromium
 PORT ?= 7865
+HOSTS_SRC ?= ../shared/hosts
+HOSTS := build/hosts
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export GRADIO_ANALYTICS_ENABLED := False
 SITE = $(shell $(PY) -c 'import sys; print(f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")')
 
-.PHONY: run test test-fast envs bench-plan bench-ui clean
+.PHONY: run test test-fast envs hosts bench-plan bench-ui clean
 
 # The Train Planner page on http://127.0.0.1:$(PORT) (gradio 4.40, the standalone app). Its trainer
 # uses the built-in tiny demo model unless MODEL=/path/to/model (diffusers folder or .safetensors).
@@ -26,11 +30,19 @@ run: $(VENV)/.ok-app
 	$(VENV)/bin/python -m sd_trainplan ui --port $(PORT) $(if $(MODEL),--model "$(MODEL)")
 
 # tests/webui runs in the environment pinned like the WebUI (the real ldm code, no diffusers).
-test: $(VENV)/.ok-test $(A1111)/.ok $(CHROMIUM)
+# tests/hosts boots the real WebUIs (.hosts/) and drives them over HTTP and in Chromium.
+test: $(VENV)/.ok-test $(A1111)/.ok $(CHROMIUM) hosts
 	$(VENV)/bin/python -m pytest tests --ignore=tests/webui
 	$(A1111)/bin/python -m pytest tests/webui
 
 envs: $(VENV)/.ok-test $(A1111)/.ok
+
+hosts: $(HOSTS)/a1111.ok $(HOSTS)/forge.ok
+
+# A real WebUI: its tree and pinned repositories, a venv with the torch it pins, its tiny checkpoint.
+$(HOSTS)/%.ok: tests/hosts/build_host.sh
+	bash tests/hosts/build_host.sh $* $(HOSTS)/$* $(HOSTS_SRC)
+	touch $@
 
 bench-plan: $(VENV)/.ok-app
 	$(VENV)/bin/python bench/plan_speed.py
@@ -72,4 +84,4 @@ $(A1111)/.ok: $(TORCH)/.ok requirements/a1111.txt requirements/test.txt pyprojec
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(A1111) $(TORCH) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(A1111) $(TORCH) $(HOSTS) .pytest_cache .hypothesis

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# build_host.sh a1111|forge DEST [HOSTS_SRC]
+#
+# A real WebUI for the tests, built as ../shared/hosts/README.md ("A verified build") builds it:
+# the WebUI and the repositories its launch script pins, at their exact commits; a venv of its own
+# with the torch it pins (AUTOMATIC1111 v1.10.1: torch 2.1.2 + torchvision 0.16.2; Forge dfdcbab6:
+# 2.3.1 + 0.18.1) and its requirements_versions.txt; the tiny checkpoint it loads offline.
+#
+# Sources: HOSTS_SRC (default ../shared/hosts) holds the tarballs and unpack.sh. Where that folder
+# is absent, the same commits are cloned from GitHub, as the WebUIs' own launch scripts do.
+# Idempotent: a step whose result is there is skipped; the Makefile's stamp skips the whole script.
+# Local pip configuration is kept out of every pip command (a find-links folder or a global
+# constraint could install another torch build); packages come from the registry.
+set -euo pipefail
+KIND=${1:?usage: build_host.sh a1111|forge DEST [HOSTS_SRC]}
+DEST=$2
+SRC=${3:-${HOSTS_SRC:-../shared/hosts}}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1
+unset PIP_FIND_LINKS PIP_CONSTRAINT PIP_INDEX_URL PIP_EXTRA_INDEX_URL || true
+PYTHON=${HOST_PYTHON:-python3.11}
+say() { echo "[build_host $KIND] $*"; }
+
+# ---- 1. the trees ------------------------------------------------------------------------------
+clone_at() {  # url sha target: a shallow clone at one commit (what the launch scripts' git_clone makes)
+  local url=$1 sha=$2 target=$3
+  if [ -e "$target/.git" ] && [ "$(git -C "$target" rev-parse HEAD)" = "$sha" ]; then return 0; fi
+  rm -rf "$target.partial"; mkdir -p "$target.partial"
+  git -C "$target.partial" init -q
+  git -C "$target.partial" remote add origin "$url"
+  git -C "$target.partial" fetch -q --depth 1 origin "$sha"
+  git -C "$target.partial" checkout -q --detach FETCH_HEAD
+  if [ "$target" = "$DEST" ]; then  # the WebUI itself: its folder may already hold repositories/
+    mkdir -p "$DEST"; (shopt -s dotglob; mv "$target.partial"/* "$DEST"/); rmdir "$target.partial"
+  else mkdir -p "$(dirname "$target")"; mv "$target.partial" "$target"; fi
+}
+
+if [ -d "$SRC" ]; then
+  bash "$SRC/unpack.sh" "$KIND" "$DEST"
+else
+  say "$SRC is absent: cloning the pinned commits from GitHub"
+  gh=https://github.com
+  case $KIND in
+    a1111) clone_at $gh/AUTOMATIC1111/stable-diffusion-webui.git 82a973c04367123ae98bd9abdf80d9eda9b910e2 "$DEST"
+           clone_at $gh/Stability-AI/stablediffusion.git cf1d67a6fd5ea1aa600c4df58e5b47da45f6bdbf "$DEST/repositories/stable-diffusion-stability-ai"
+           clone_at $gh/Stability-AI/generative-models.git 45c443b316737a4ab6e40413d7794a7f5657c19f "$DEST/repositories/generative-models"
+           clone_at $gh/crowsonkb/k-diffusion.git ab527a9a6d347f364e3d185ba6d714e22d80cb3c "$DEST/repositories/k-diffusion" ;;
+    forge) clone_at $gh/lllyasviel/stable-diffusion-webui-forge.git dfdcbab685e57677014f05a3309b48cc87383167 "$DEST"
+           clone_at $gh/lllyasviel/huggingface_guess.git 84826248b49bb7ca754c73293299c4d4e23a548d "$DEST/repositories/huggingface_guess" ;;
+  esac
+  clone_at $gh/AUTOMATIC1111/stable-diffusion-webui-assets.git 6f7db241d2f8ba7457bac5ca9753331f0c266917 "$DEST/repositories/stable-diffusion-webui-assets"
+  clone_at $gh/salesforce/BLIP.git 48211a1594f1321b00f14c9f7a5b4813144b2fb9 "$DEST/repositories/BLIP"
+fi
+DEST=$(cd "$DEST" && pwd)
+
+# ---- 2. the venv ------------------------------------------------------------------------------
+V=$DEST/venv/bin/python
+test -x "$V" || "$PYTHON" -m venv "$DEST/venv"
+PIP="$V -m pip install -q --no-input"
+case $KIND in
+  a1111)
+    $PIP torch==2.1.2 torchvision==0.16.2
+    $PIP -r "$DEST/requirements_versions.txt"
+    $PIP --no-deps clip-anytorch ;;
+  forge)
+    C=$(dirname "$DEST")/forge-constraints.txt  # outside the WebUI's tree (it would be an untracked file there)
+    printf 'numpy==1.26.2\nprotobuf==3.20.0\nmediapipe<0.10.12\nopencv-python<4.12\n' > "$C"
+    $PIP torch==2.3.1 torchvision==0.18.1 -c "$C"
+    $PIP -r "$DEST/requirements_versions.txt" -c "$C"
+    # what the built-in extensions' install.py would otherwise install, unconstrained, at the first launch
+    $PIP fvcore "mediapipe<0.10.12" onnxruntime "opencv-python>=4.8.0,<4.12" svglib -c "$C"
+    $PIP joblib -c "$C"
+    $PIP --no-deps clip-anytorch -c "$C" ;;
+esac
+"$V" -m pip check
+
+# ---- 3. the tiny checkpoints it loads offline (kept beside the tree: each test session copies or
+# links them into its own --data-dir, so the WebUI's tree is never written) ---------------------
+M=$(dirname "$DEST")/$KIND-models
+case $KIND in
+  a1111)
+    # make_tiny_sd1.py reads ldm and configs/ from the WebUI folder it is given and writes models/
+    # there; its yaml names the CLIP folder by absolute path, so it is made where it stays: in M
+    mkdir -p "$M"; ln -sfn "$DEST/repositories" "$M/repositories"; ln -sfn "$DEST/configs" "$M/configs"
+    test -f "$M/models/Stable-diffusion/tiny-sd1.safetensors" || \
+      (cd "$DEST" && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$V" "$SRC/make_tiny_sd1.py" "$M" | tail -3) ;;
+  forge)
+    test -f "$M/models/Stable-diffusion/rand-sd15-small.safetensors" || \
+      (cd "$DEST" && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$V" "$SRC/make_forge_sd1.py" "$DEST" && \
+       mkdir -p "$M/models/Stable-diffusion" && \
+       mv "$DEST/models/Stable-diffusion/rand-sd15-small.safetensors" "$M/models/Stable-diffusion/") ;;
+esac
+say "ready: $DEST (venv $($V -c 'import torch; print("torch", torch.__version__)'))"
