@@ -38,3 +38,5 @@ def on_app_started(demo, app) -> None:
 
     app.add_api_route("/sd_trainplan/plan", plan_route, methods=["POST"])
     app.add_api_route("/sd_trainplan/train", train_status, methods=["GET"])
+    from ..ui.gradio_endpoints import describe
+    describe(demo)  # gradio 4 (Forge): the tab's events described to the browser client

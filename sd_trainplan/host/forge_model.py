@@ -30,7 +30,7 @@ SDXL_NOTE = ("the loaded model is SDXL: training SDXL inside Forge is not availa
              " samples and embedding export do not carry yet); load an SD1.x checkpoint, or train SDXL elsewhere")
 NOT_LOADED = ("model: Forge has not loaded its checkpoint yet (it loads it at the first generation, not at start-up):"
               " generate one image in txt2img with the checkpoint you want to train, then Start again")
-HALF = (torch.float16, torch.bfloat16, torch.float32)
+TRAINABLE = (torch.float16, torch.bfloat16, torch.float32)  # what a gradient can flow through
 
 
 def engine_problems(model, cfg: TrainConfig) -> List[str]:
@@ -46,7 +46,7 @@ def engine_problems(model, cfg: TrainConfig) -> List[str]:
     problems = []
     unet = model.forge_objects.unet.model
     storage = getattr(unet, "storage_dtype", None)
-    if storage not in HALF or _quantized(model):
+    if storage not in TRAINABLE or _quantized(model):
         problems.append(f"model: the UNet is stored as {_name(storage)} (\"Diffusion in Low Bits\" at the top of the"
                         " page); training needs fp16, bf16 or fp32 weights: set it to Automatic, generate once (Forge"
                         " reloads the model), then Start")
@@ -56,7 +56,7 @@ def engine_problems(model, cfg: TrainConfig) -> List[str]:
         problems.append(f"model: its noise predictor ({type(predictor).__name__}) has no discrete eps/v schedule to"
                         " train against")
     dtype = unet_dtype(model)
-    if cfg.precision == "fp32" and dtype is not None and dtype != torch.float32:
+    if cfg.precision == "fp32" and dtype in TRAINABLE and dtype != torch.float32:
         problems.append(f"precision: the loaded model is {_name(dtype)}, so fp32 training would need a second copy of"
                         " it; choose auto, fp16 or bf16 (what trains is kept in fp32 either way)")
     return problems
