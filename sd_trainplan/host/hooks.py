@@ -13,13 +13,14 @@ Forge's hooks (forge_hooks.py) build on this class: its own model, main thread a
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 from ..ui.hooks import UiHooks
 from . import exports, settings
 from .session import RunOnLoadedModel
-from .state_sink import JobStatus, StateSink
+from .state_sink import JobStatus, StateSink, html_info
 
 STATUS = JobStatus()  # one WebUI process, one queue: one run at a time
 
@@ -101,7 +102,7 @@ class WebUiHost:
         self.log(f"[sd_trainplan] {text}")
         from modules import shared
         if shared.state is not None:
-            shared.state.textinfo = f"<p>{text}</p>"
+            shared.state.textinfo = html_info(html.escape(text))
 
     # --- results ------------------------------------------------------------------------------
     def after_job(self, cfg, result) -> Optional[Path]:

@@ -162,7 +162,10 @@ def test_interrupt_stops_a_run_shown_in_forges_progress_bar_and_the_model_is_put
     state = train_in_tab(page, "dreambooth", wait="", data=data, steps=200, lr="0.0001", token="stp",
                          name="forge-stop", sample_every=1, sample_steps=2)
     expect(state).to_have_attribute("data-step", re.compile(r"^([2-9]|\d\d+)$"), timeout=RUN)
-    expect(page.locator(f"{TAB} #stp_webui_progress_box .progressDiv")).to_be_visible(timeout=30_000)
+    bar = page.locator(f"{TAB} #stp_webui_progress_box .progressDiv .progress").first
+    expect(bar).to_contain_text("ETA", timeout=30_000)  # Forge's own bar, with its percentage and ETA
+    assert "<p>" not in bar.inner_text() and "<br" not in bar.inner_text()  # not the tab's HTML as text
+    expect(page.locator(f"{TAB} #stp_webui_textinfo")).to_contain_text("Loss:")
     expect(page.locator(f"{TAB} #stp_webui_preview .livePreview img").first).to_be_attached(timeout=30_000)
     page.locator(f"{TAB} #stp_webui_interrupt").first.click()
     expect(state).to_have_attribute("data-state", "stopped", timeout=RUN)

@@ -32,11 +32,13 @@ def test_the_tab_registers_and_renders_as_the_webui_renders_tabs(webui):
             with gr.TabItem("Train Planner", id="sd_trainplan", elem_id="tab_sd_trainplan"):
                 blocks.render()
     ids = [b.elem_id for b in demo.blocks.values() if getattr(b, "elem_id", None)]
-    for needed in ("stp_apply_webui_train", "stp_webui_interrupt", "stp_webui_notice", "stp_tables", "stp_images"):
+    for needed in ("stp_apply_webui_train", "stp_webui_interrupt", "stp_train_notice", "stp_lr_range_notice",
+                   "stp_tables", "stp_images"):
         assert needed in ids
     assert len(ids) == len(set(ids))
-    notice = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "stp_webui_notice")
-    assert "checkpoint loaded in the WebUI" in notice.value
+    for where in ("stp_train_notice", "stp_lr_range_notice"):  # the host's notice beside each Start button
+        notice = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == where)
+        assert "checkpoint loaded in the WebUI" in notice.value
 
 
 def test_default_folders_are_the_webuis_own(webui, tmp_path):
