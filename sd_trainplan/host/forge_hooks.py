@@ -6,10 +6,9 @@ main thread (Forge's hooks.py).
 - wrap_job: `modules.call_queue.wrap_gradio_gpu_call` (the queue lock txt2img takes, a task id the
   page's progress bar follows) around Forge's main thread (`modules_forge.main_thread`), where
   txt2img and img2img run their work: the whole job runs there.
-- sinks, should_stop, restore: as in AUTOMATIC1111 (hooks.WebUiHost).
-- after_job: the result into Forge's folders, usable at once: an embedding registered in the
-  text engine's database (and the Textual Inversion cards), a LoRA in the Lora list, a checkpoint
-  in the checkpoint list.
+- sinks, should_stop, restore, after_job: as in AUTOMATIC1111 (hooks.WebUiHost): the result into
+  the WebUI's folders, usable at once; an embedding is registered in Forge's text-engine database
+  (and the Textual Inversion cards).
 """
 from __future__ import annotations
 
@@ -17,10 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 from ..ui.hooks import UiHooks
-from . import exports, settings
 from .forge_session import RunOnForgeModel, clear_prompt_cache
-from .hooks import STATUS, WebUiHost, _shared_state
-from .state_sink import StateSink
+from .hooks import WebUiHost, hooks_for
 
 FORGE_NOTICE = ("Training here uses the SD1.x checkpoint Forge has loaded: no second copy, no conversion, no"
                 " download (Forge loads a checkpoint at its first generation: generate one image first)."
@@ -64,54 +61,27 @@ class ForgeHost(WebUiHost):
         return box.get("result")
 
     # --- results ------------------------------------------------------------------------------
-    def after_job(self, cfg, result) -> Optional[Path]:
-        src = getattr(result, "export_path", None)
-        if not src:
-            return None
-        src = Path(src)
-        if cfg.method == "ti":
-            dest = exports.place(src, settings.folder("sd_trainplan_embeddings_dir"), exports.file_stem(cfg.token))
-            if self.run is not None:  # the run's own embedding out first, then the file's in
-                for clean in self.run.cleanups:
-                    clean()
-                self.run.cleanups = []
-            name = register_embedding(dest)
-            message = f"embedding '{name}' saved to {dest} and loaded: type {name} in a prompt"
-        elif cfg.method == "lora":
-            dest = exports.place(src, settings.folder("sd_trainplan_lora_dir"), cfg.name)
-            exports.refresh_lora_list()
-            message = f"LoRA saved to {dest}: use <lora:{dest.stem}:1> in a prompt"
-        else:
-            dest = exports.place(src, settings.folder("sd_trainplan_checkpoints_dir"), cfg.name)
-            exports.refresh_checkpoints()
-            message = (f"checkpoint saved to {dest}; the loaded model is the original again: choose {dest.name}"
-                       " in the checkpoint dropdown to use the new one")
-        self.status.set(exported=str(dest), message=message)
-        self.note(message)
-        return dest
-
-
-def register_embedding(path: Path) -> str:
-    """Usable in the next txt2img: loaded into the text engine's database (which reads its folder only
-    when the model loads), its folder added so a model reload finds it again, the txt2img prompt
-    cache cleared; and listed in the Textual Inversion cards (a separate database that does not feed
-    generation: modules/ui_extra_networks_textual_inversion.py). Returns the name to type."""
-    import os
-    from modules import shared
-    db = shared.sd_model.text_processing_engine.embeddings
-    folder = os.path.abspath(str(path.parent))
-    if folder not in {os.path.abspath(p) for p in db.embedding_dirs}:
-        db.add_embedding_dir(folder)
-    db.load_from_file(str(path), path.name)
-    clear_prompt_cache()
-    try:
-        from modules import ui_extra_networks_textual_inversion as cards
-        if folder not in {os.path.abspath(p) for p in cards.embedding_db.embedding_dirs}:
-            cards.embedding_db.add_embedding_dir(folder)
-        cards.embedding_db.load_textual_inversion_embeddings(force_reload=True, sync_with_sd_model=False)
-    except Exception as e:  # noqa: BLE001 - the cards are a listing: generation already has the embedding
-        print(f"[sd_trainplan] the Textual Inversion cards were not refreshed: {e}")
-    return path.stem
+    def register_embedding(self, path: Path) -> str:
+        """Usable in the next txt2img: loaded into the text engine's database (which reads its folder
+        only when the model loads), its folder added so a model reload finds it again, the txt2img
+        prompt cache cleared; and listed in the Textual Inversion cards (a separate database that does
+        not feed generation: modules/ui_extra_networks_textual_inversion.py). Returns the name to type."""
+        import os
+        from modules import shared
+        db = shared.sd_model.text_processing_engine.embeddings
+        folder = os.path.abspath(str(path.parent))
+        if folder not in {os.path.abspath(p) for p in db.embedding_dirs}:
+            db.add_embedding_dir(folder)
+        db.load_from_file(str(path), path.name)
+        clear_prompt_cache()
+        try:
+            from modules import ui_extra_networks_textual_inversion as cards
+            if folder not in {os.path.abspath(p) for p in cards.embedding_db.embedding_dirs}:
+                cards.embedding_db.add_embedding_dir(folder)
+            cards.embedding_db.load_textual_inversion_embeddings(force_reload=True, sync_with_sd_model=False)
+        except Exception as e:  # noqa: BLE001 - the cards are a listing: generation already has the embedding
+            self.note(f"the Textual Inversion cards were not refreshed: {e}")
+        return path.stem
 
 
 def _boxed(fn: Callable, args, kwargs) -> Dict[str, Any]:
@@ -122,12 +92,4 @@ def _boxed(fn: Callable, args, kwargs) -> Dict[str, Any]:
 
 
 def make_forge_hooks(host: Optional[ForgeHost] = None) -> UiHooks:
-    host = host or ForgeHost()
-    return UiHooks(load_adapter=host.load_adapter, wrap_job=host.wrap_job,
-                   sinks=[host.status, StateSink(_shared_state, host.status)],
-                   should_stop=host.should_stop, after_job=host.after_job, restore=host.restore,
-                   output_dir=settings.folder("sd_trainplan_runs_dir"), notice=FORGE_NOTICE, can_train=True,
-                   host_name="Forge")
-
-
-__all__ = ["FORGE_NOTICE", "ForgeHost", "make_forge_hooks", "STATUS"]
+    return hooks_for(host or ForgeHost(), FORGE_NOTICE, "Forge")

@@ -22,6 +22,7 @@ from typing import List, Optional
 import torch
 
 from ..train.config import ConfigError, TrainConfig
+from .loaded_model import dtype_name, dtype_note
 
 TRAINS = ("StableDiffusion",)  # backend/diffusion_engine/sd15.py
 SDXL = ("StableDiffusionXL", "StableDiffusionXLRefiner")
@@ -47,7 +48,7 @@ def engine_problems(model, cfg: TrainConfig) -> List[str]:
     unet = model.forge_objects.unet.model
     storage = getattr(unet, "storage_dtype", None)
     if storage not in TRAINABLE or _quantized(model):
-        problems.append(f"model: the UNet is stored as {_name(storage)} (\"Diffusion in Low Bits\" at the top of the"
+        problems.append(f"model: the UNet is stored as {dtype_name(storage)} (\"Diffusion in Low Bits\" at the top of the"
                         " page); training needs fp16, bf16 or fp32 weights: set it to Automatic, generate once (Forge"
                         " reloads the model), then Start")
     predictor = getattr(unet, "predictor", None)
@@ -57,7 +58,7 @@ def engine_problems(model, cfg: TrainConfig) -> List[str]:
                         " train against")
     dtype = unet_dtype(model)
     if cfg.precision == "fp32" and dtype in TRAINABLE and dtype != torch.float32:
-        problems.append(f"precision: the loaded model is {_name(dtype)}, so fp32 training would need a second copy of"
+        problems.append(f"precision: the loaded model is {dtype_name(dtype)}, so fp32 training would need a second copy of"
                         " it; choose auto, fp16 or bf16 (what trains is kept in fp32 either way)")
     return problems
 
@@ -75,12 +76,7 @@ def unet_dtype(model) -> Optional[torch.dtype]:
 
 def precision_note(model, cfg: TrainConfig) -> Optional[str]:
     dtype = unet_dtype(model)
-    if dtype in (None, torch.float32):
-        return None
-    what = {"ti": "the new vectors are", "lora": "the LoRA weights are",
-            "dreambooth": f"the UNet (and text encoder, if trained) is held as fp32 masters for the run (put back to"
-                          f" {_name(dtype)} after), so it is"}[cfg.method]
-    return f"the loaded model is {_name(dtype)}: {what} trained in fp32 with {_name(dtype)} mixed precision"
+    return None if dtype is None else dtype_note(dtype, cfg.method)
 
 
 def _quantized(model) -> bool:
@@ -91,8 +87,3 @@ def _quantized(model) -> bool:
             if hasattr(p, "bnb_quantized") or getattr(p, "gguf_cls", None) is not None or p.dtype.itemsize == 1:
                 return True
     return False
-
-
-def _name(dtype) -> str:
-    return str(dtype).replace("torch.", "").replace("float16", "fp16").replace("bfloat16", "bf16") \
-        .replace("float32", "fp32")

@@ -31,7 +31,7 @@ import torch
 from ..train.config import ConfigError, TrainConfig
 from . import forge_model
 from .forge_tensors import PlainTensors
-from .session import ModelFlags, WeightBackup
+from .session import ModelFlags, WeightBackup, run_all
 
 
 class RunOnForgeModel:
@@ -87,15 +87,9 @@ class RunOnForgeModel:
         if self.finished:
             return
         self.finished = True
-        errors: List[BaseException] = []
-        for step in list(self.cleanups) + list(reversed(self.undo)) + [clear_prompt_cache]:
-            try:
-                step()
-            except BaseException as e:  # noqa: BLE001 - reported after every step has run
-                errors.append(e)
+        steps = list(self.cleanups) + list(reversed(self.undo)) + [clear_prompt_cache]
         self.cleanups, self.undo = [], []
-        if errors:
-            raise errors[0]
+        run_all(steps)
 
 
 def unmerge_lora(engine) -> Optional[str]:

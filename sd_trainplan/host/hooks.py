@@ -110,14 +110,13 @@ class WebUiHost:
         if not src:
             return None
         src = Path(src)
-        from modules import sd_hijack
         if cfg.method == "ti":
             dest = exports.place(src, settings.folder("sd_trainplan_embeddings_dir"), exports.file_stem(cfg.token))
             if self.run is not None:  # the run's own embedding out first, then the file's in
                 for clean in self.run.cleanups:
                     clean()
                 self.run.cleanups = []
-            name = exports.register_embedding(dest, sd_hijack.model_hijack.embedding_db)
+            name = self.register_embedding(dest)
             message = f"embedding '{name}' saved to {dest} and loaded: type {name} in a prompt"
         elif cfg.method == "lora":
             dest = exports.place(src, settings.folder("sd_trainplan_lora_dir"), cfg.name)
@@ -133,18 +132,27 @@ class WebUiHost:
         return dest
 
 
+    def register_embedding(self, path: Path) -> str:
+        """The embedding file loaded into the WebUI's database: usable in txt2img at once."""
+        from modules import sd_hijack
+        return exports.register_embedding(path, sd_hijack.model_hijack.embedding_db)
+
+
 def make_hooks(host: Optional[WebUiHost] = None) -> UiHooks:
     """The hooks for the WebUI this runs in (AUTOMATIC1111, or Forge: forge_hooks.py)."""
     from .webui import is_forge
     if is_forge():
         from .forge_hooks import make_forge_hooks
         return make_forge_hooks()
-    host = host or WebUiHost()
+    return hooks_for(host or WebUiHost(), A1111_NOTICE, "AUTOMATIC1111")
+
+
+def hooks_for(host: WebUiHost, notice: str, host_name: str) -> UiHooks:
     return UiHooks(load_adapter=host.load_adapter, wrap_job=host.wrap_job,
                    sinks=[host.status, StateSink(_shared_state, host.status)],
                    should_stop=host.should_stop, after_job=host.after_job, restore=host.restore,
-                   output_dir=settings.folder("sd_trainplan_runs_dir"), notice=A1111_NOTICE, can_train=True,
-                   host_name="AUTOMATIC1111")
+                   output_dir=settings.folder("sd_trainplan_runs_dir"), notice=notice, can_train=True,
+                   host_name=host_name)
 
 
 def _shared_state():
