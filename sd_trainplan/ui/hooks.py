@@ -13,8 +13,9 @@ Contract (both the page and the host code against it):
 - should_stop() -> bool: polled with the page's own Stop (e.g. shared.state.interrupted).
 - after_job(cfg, result): called when a job ends with an exported file (e.g. reload embeddings).
 - restore(): called when a job ends in any way (e.g. put the loaded model's weights back).
-- output_dir: default output folder for runs; notice: an HTML note shown above the trainer
-  (e.g. "training needs AUTOMATIC1111 or standalone mode" on Forge); can_train: False hides Start.
+- output_dir: default output folder for runs; notice: an HTML note shown beside the Start buttons
+  (the Train and LR range test tabs), e.g. what a run does to the WebUI's loaded model;
+  can_train: False hides Start.
 
 In the WebUI, javascript/trainplan.js puts a run into the WebUI's own progress bar when a button
 of the tab whose elem_id starts with `stp_` and ends with `start`, `train`, `resume` or
