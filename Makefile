@@ -5,7 +5,8 @@
 # Environments (torch is installed once and shared through a .pth file):
 #   .venv-torch/  torch + torchvision (pip --target), about 2 minutes from this machine's disk
 #   .venv/        standalone app and trainer, pinned like Forge (gradio 4.40, diffusers 0.31)
-#   .venv-a1111/  pinned like AUTOMATIC1111 1.10 (gradio 3.41.2, transformers 4.30.2, ldm)
+#   .venv-a1111/  pinned like AUTOMATIC1111 1.10 (gradio 3.41.2, transformers 4.30.2, ldm; sgm for SDXL, from
+#                 HOSTS_SRC's generative-models tarball: the commit the WebUI pins)
 #   /usr/bin/chromium  Debian's Chromium, for the browser tests (Playwright drives it; never a downloaded browser)
 #   build/hosts/  the real WebUIs the tests boot: AUTOMATIC1111 v1.10.1 (torch 2.1.2) and Forge (torch 2.3.1),
 #                 each with its own venv, from HOSTS_SRC (tests/hosts/build_host.sh; about 4 minutes each)
@@ -22,7 +23,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export GRADIO_ANALYTICS_ENABLED := False
 SITE = $(shell $(PY) -c 'import sys; print(f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")')
 
-.PHONY: run test test-fast envs hosts bench-plan bench-ui clean
+.PHONY: run test test-fast envs hosts screenshots bench-plan bench-ui clean
 
 # The Train Planner page on http://127.0.0.1:$(PORT) (gradio 4.40, the standalone app). Its trainer
 # uses the built-in tiny demo model unless MODEL=/path/to/model (diffusers folder or .safetensors).
@@ -31,11 +32,20 @@ run: $(VENV)/.ok-app
 
 # tests/webui runs in the environment pinned like the WebUI (the real ldm code, no diffusers).
 # tests/hosts boots the real WebUIs (.hosts/) and drives them over HTTP and in Chromium.
-test: $(VENV)/.ok-test $(A1111)/.ok $(CHROMIUM) hosts
-	$(VENV)/bin/python -m pytest tests --ignore=tests/webui
+# tests/after runs last: the run left the checkout (and the WebUIs' trees) as it found them.
+test: $(VENV)/.ok-test $(A1111)/.ok $(A1111)/.ok-sgm $(CHROMIUM) hosts
+	mkdir -p build && git status --porcelain > build/git-status-before
+	$(VENV)/bin/python -m pytest tests --ignore=tests/webui --ignore=tests/after
 	$(A1111)/bin/python -m pytest tests/webui
+	$(VENV)/bin/python -m pytest tests/after
 
-envs: $(VENV)/.ok-test $(A1111)/.ok
+# The README's screenshots (docs/*.png), on purpose only: the browser tests that take them, writing
+# into docs/ instead of a temporary folder.
+screenshots: $(VENV)/.ok-test $(A1111)/.ok $(CHROMIUM)
+	SD_TRAINPLAN_SCREENSHOTS=$(CURDIR)/docs $(VENV)/bin/python -m pytest tests/test_ui_browser.py \
+		tests/test_ui_trainer_browser.py -k "screenshot or stop_stops or lr_range_test"
+
+envs: $(VENV)/.ok-test $(A1111)/.ok $(A1111)/.ok-sgm
 
 hosts: $(HOSTS)/a1111.ok $(HOSTS)/forge.ok
 
@@ -81,6 +91,16 @@ $(A1111)/.ok: $(TORCH)/.ok requirements/a1111.txt requirements/test.txt pyprojec
 	$(call make_venv,$(A1111))
 	$(A1111)/bin/python $(PIPQ) install -r requirements/a1111.txt -r requirements/test.txt
 	$(A1111)/bin/python $(PIPQ) install --no-deps stable-diffusion-sdkit==2.1.5 -e .
+	touch $@
+
+# sgm (Stability-AI's generative-models at the commit AUTOMATIC1111 1.10.1 pins: the WebUI's SDXL
+# code) for tests/webui: its sgm/ and configs/inference/ unpacked into the venv and put on its path.
+SGM := generative-models-45c443b3
+$(A1111)/.ok-sgm: $(A1111)/.ok $(HOSTS_SRC)/$(SGM).tar.gz
+	rm -rf $(A1111)/generative-models && mkdir -p $(A1111)/generative-models
+	tar -xzf $(HOSTS_SRC)/$(SGM).tar.gz -C $(A1111)/generative-models --strip-components=1 \
+	  $(SGM)/sgm $(SGM)/configs/inference
+	echo "$(CURDIR)/$(A1111)/generative-models" > $(A1111)/$(SITE)/_sd_trainplan_sgm.pth
 	touch $@
 
 clean:

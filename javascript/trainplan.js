@@ -1,26 +1,24 @@
 // sd_trainplan: the Train Planner tab inside AUTOMATIC1111 / Forge.
 // 1. A training run shows in the WebUI's own progress bar and live preview, as its Train tab does
-//    (requestProgress): when a Start button of the tab is clicked, the run's task id is read from
-//    GET /sd_trainplan/train (the server gives each run its id when it joins the WebUI's queue).
+//    (requestProgress): the tab's progress block carries the run's WebUI task id (data-task, given
+//    when the run joins the WebUI's queue); whenever a running one appears that is not followed yet
+//    (after Start, Resume, the LR range test, or a page opened mid-run), it is followed. Read from
+//    the page itself: the page works whatever access rules guard the HTTP API (--api-auth).
 // 2. "Apply to the WebUI's Train tab" writes the plan's learning rate (or schedule string), batch
 //    size, gradient accumulation and max steps into the built-in Textual Inversion fields.
 (function() {
-    var lastTask = null;
+    var followed = null;
 
     function app() {
         return gradioApp();
     }
 
-    function statusUrl() {
-        return './sd_trainplan/train';
-    }
-
-    function readStatus(handler) {
-        fetch(statusUrl(), {cache: 'no-store'}).then(function(r) {
-            return r.ok ? r.json() : null;
-        }).then(function(s) {
-            if (s) handler(s);
-        }).catch(function() {});
+    function runningTask() {
+        var boxes = app().querySelectorAll('#tab_sd_trainplan .stp-progress[data-state="running"][data-task]');
+        for (var i = 0; i < boxes.length; i++) {
+            if (boxes[i].getAttribute('data-task')) return boxes[i].getAttribute('data-task');
+        }
+        return null;
     }
 
     function attachProgress(id) {
@@ -28,37 +26,18 @@
         var preview = app().querySelector('#stp_webui_preview');
         var info = app().querySelector('#stp_webui_textinfo');
         if (!container || typeof requestProgress !== 'function') return;
-        lastTask = id;
+        followed = id;
         requestProgress(id, container, preview, function() {
-            readStatus(function(s) {
-                if (info && s.message) info.textContent = s.message;
-            });
+            var result = app().querySelector('#tab_sd_trainplan #stp_train_result .stp-result');
+            if (info && result) info.textContent = result.textContent;
         }, function(progress) {
             if (info && progress.textinfo) info.innerHTML = progress.textinfo;
         });
     }
 
-    // After a Start click: wait (up to 20 s) for a run with a new task id, then follow it.
-    function watchForRun() {
-        var tries = 0;
-        var before = lastTask;
-        function poll() {
-            readStatus(function(s) {
-                if (s.task_id && s.task_id !== before && (s.state === 'queued' || s.state === 'running')) {
-                    attachProgress(s.task_id);
-                } else if (tries++ < 80) {
-                    setTimeout(poll, 250);
-                }
-            });
-        }
-        setTimeout(poll, 100);
-    }
-
-    function isStartButton(el) {
-        if (!el || !el.closest) return null;
-        var b = el.closest('button');
-        if (!b || !b.id || !app().querySelector('#tab_sd_trainplan') || !app().querySelector('#tab_sd_trainplan').contains(b)) return null;
-        return /^stp_.*(start|train|resume|lr_range)$/.test(b.id) && b.id !== 'stp_apply_webui_train' ? b : null;
+    function followNewRuns() {
+        var id = runningTask();
+        if (id && id !== followed) attachProgress(id);
     }
 
     // --- Apply to the WebUI's Train tab -------------------------------------------------------
@@ -106,17 +85,10 @@
     };
 
     onUiLoaded(function() {
-        readStatus(function(s) {
-            lastTask = s.task_id || null;
-            if (s.task_id && (s.state === 'queued' || s.state === 'running')) attachProgress(s.task_id);  // a reload mid-run
-        });
+        setInterval(followNewRuns, 500);
         app().addEventListener('click', function(e) {
             var t = e.target;
-            if (t && t.closest && t.closest('#stp_apply_webui_train')) {
-                window.stpApplyToWebuiTrainTab();
-            } else if (isStartButton(t)) {
-                watchForRun();
-            }
+            if (t && t.closest && t.closest('#stp_apply_webui_train')) window.stpApplyToWebuiTrainTab();
         }, true);
     });
 })();

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Dict, List
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
+ALL_WRITTEN = False  # set once a run has returned: __main__ may then exit without the slow teardown
 
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -61,14 +63,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     procs = from_environment()  # `accelerate launch` sets up several processes; plain runs get one
     stop = _install_stop_handler()
     try:
-        result = train(cfg, sinks=[ProgressBar()], stop=stop, resume=args.resume, procs=procs)
+        result = train(cfg, sinks=[ProgressBar()], stop=stop, resume=args.resume, procs=procs, started=_started())
     except (ConfigError, DataError, ModelLoadError) as e:
         return _bad(str(e))
+    global ALL_WRITTEN
+    ALL_WRITTEN = True
     if result.stopped:
         return EXIT_STOPPED
     if procs.main:
         print(result.export_path)
     return 0
+
+
+def _started() -> float:
+    """When `python -m sd_trainplan` began (its __main__ notes it), so the log counts the imports."""
+    for name in ("__main__", "sd_trainplan.__main__"):  # run as `-m`, the module is __main__
+        started = getattr(sys.modules.get(name), "STARTED", None)
+        if isinstance(started, float):
+            return started
+    return time.monotonic()
 
 
 def _bad(message: str) -> int:

@@ -121,6 +121,14 @@ def app_url(request):
         yield url
 
 
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory):
+    """Where the browser tests put their screenshots: docs/ only when asked (`make screenshots` sets
+    SD_TRAINPLAN_SCREENSHOTS), a temporary folder otherwise, so a test run leaves the checkout as it was."""
+    folder = os.environ.get("SD_TRAINPLAN_SCREENSHOTS")
+    return Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+
+
 @pytest.fixture
 def page(browser, app_url):
     p = open_planner(browser, app_url)

@@ -50,3 +50,11 @@ def test_plan_shows_memory_and_warns_when_it_does_not_fit():
     assert any(w.field == "batch_size" and "does not fit" in w.message for w in r.warnings)
     r = plan_from_raw({"images": 20, "method": "lora"})
     assert r.value("vram_fit") is None and r.quantities["vram_fit"].formula.startswith("needs vram_gb")
+
+
+def test_an_sdxl_embedding_trains_a_vector_per_text_encoder():
+    """SDXL's Textual Inversion vector is CLIP-L's 768 plus OpenCLIP bigG's 1280 numbers (the WebUI's
+    clip_l/clip_g embedding), so its gradients and AdamW states are 2048 per vector, not SD1's 768."""
+    from sd_trainplan.plan.memory import GIB, estimate
+    sd1, sdxl = estimate("ti", 1, 512, "sd1", vectors=4), estimate("ti", 1, 1024, "sdxl", vectors=4)
+    assert sd1.parts["gradients"] == 4 * 768 * 4 / GIB and sdxl.parts["gradients"] == 4 * 2048 * 4 / GIB

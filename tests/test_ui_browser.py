@@ -6,7 +6,6 @@ come from the planner itself, so these tests check what the page shows a person:
 right numbers in the right rows, at once, and messages beside the fields they are about.
 """
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -18,7 +17,6 @@ from sd_trainplan.ui.fields import BY_KEY, preset_values, raw_inputs
 from ui_harness import cell, choose, message, open_more, pick_radio, set_checkbox, text_input, type_into
 
 pytestmark = pytest.mark.browser
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 START = "dreambooth_advanced"  # the preset the page opens with
 
 
@@ -194,8 +192,9 @@ def test_lr_plot_follows_the_schedule(page):
     expect(page.locator("#stp_lr_plot svg")).to_contain_text("warm-up")
 
 
-def test_screenshot_of_the_planner(page, request):
-    """Leaves docs/planner.png (gradio 4.40, the standalone app) and docs/planner-gradio3.png."""
+def test_screenshot_of_the_planner(page, request, shots):
+    """planner.png (gradio 4.40, the standalone app) and planner-gradio3.png: the README's, with `make
+    screenshots`."""
     choose(page, "stp_preset", load_presets()["dreambooth_advanced"].title)
     type_into(page, "stp_images", "24")
     set_checkbox(page, "stp_te", True)
@@ -206,9 +205,9 @@ def test_screenshot_of_the_planner(page, request):
     expect(page.locator("#stp_lr_plot svg")).to_contain_text("warm-up")
     page.set_viewport_size({"width": 1440, "height": 1180})
     page.evaluate("window.scrollTo(0, 0)")
-    DOCS.mkdir(exist_ok=True)
+    shots.mkdir(parents=True, exist_ok=True)
     env = request.node.callspec.params["app_url"]
-    page.screenshot(path=str(DOCS / ("planner.png" if env == ".venv" else "planner-gradio3.png")))
+    page.screenshot(path=str(shots / ("planner.png" if env == ".venv" else "planner-gradio3.png")))
 
 
 def test_the_page_asks_nothing_of_the_internet(browser, app_url):

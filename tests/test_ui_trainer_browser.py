@@ -5,7 +5,6 @@ Each test runs twice (ids gradio4 / gradio3) against the real app (see test_ui_b
 write into the test's temporary folder; every test leaves no job running behind it.
 """
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,10 +19,9 @@ from sd_trainplan.ui.fields import preset_values, raw_inputs
 from sd_trainplan.ui.train_fields import field_values
 from sd_trainplan.ui.hooks import STANDALONE
 from sd_trainplan.ui.trainer_panel import start_config
-from ui_harness import ROOT, cell, choose, click, job_state, message, open_tab, text_input, type_into
+from ui_harness import app_folder, cell, choose, click, job_state, message, open_tab, text_input, type_into
 
 pytestmark = pytest.mark.browser
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 START = "dreambooth_advanced"  # the preset the page opens with
 RUN = 120_000  # ms: a whole tiny run on a busy 2-core machine
 
@@ -55,9 +53,10 @@ def start_new(page, button="stp_train_start", progress="stp_train_progress"):
 
 def screenshot(page, request, name):
     env = request.node.callspec.params["app_url"]
-    DOCS.mkdir(exist_ok=True)
+    shots = request.getfixturevalue("shots")
+    shots.mkdir(parents=True, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(DOCS / (f"{name}.png" if env == ".venv" else f"{name}-gradio3.png")))
+    page.screenshot(path=str(shots / (f"{name}.png" if env == ".venv" else f"{name}-gradio3.png")))
 
 
 def test_apply_fills_the_trainer_fields(page):
@@ -111,8 +110,8 @@ def test_a_short_run_shows_progress_a_loss_plot_samples_and_the_file(tpage, tmp_
 
 
 def test_stop_stops_a_longer_run_and_resume_continues_it(tpage, request):
-    """Also the screenshot of the Train tab (docs/trainer.png): the run goes to the default folder
-    (runs/, as a user's would) and is removed afterwards."""
+    """Also the screenshot of the Train tab (trainer.png): the run goes to the default folder (runs/
+    in the app's working folder, as a user's would)."""
     page = tpage
     fill(page, steps=300, batch_size=2, resolution=64, val_every=4, sample_every=8, sample_steps=6)
     start_new(page)
@@ -125,8 +124,7 @@ def test_stop_stops_a_longer_run_and_resume_continues_it(tpage, request):
     result = page.locator("#stp_train_result .stp-result").first
     expect(result).to_contain_text(f"Stopped at update {stopped_at}")
     run = Path(page.locator("#stp_train_result .stp-result-run code").first.inner_text())
-    request.addfinalizer(lambda: shutil.rmtree(run, ignore_errors=True))
-    assert run.parent == ROOT / "runs" and run.name.startswith("demo-")
+    assert run.parent == app_folder(request.getfixturevalue("app_url")) / "runs" and run.name.startswith("demo-")
     checkpoints = sorted(p.name for p in run.glob("checkpoints/step-*.pt"))
     assert checkpoints[-1] == f"step-{stopped_at:06d}.pt"
 

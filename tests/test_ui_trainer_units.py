@@ -169,3 +169,21 @@ def test_range_view_draws_the_bounds_and_the_caution():
 def test_nice_ticks():
     assert nice_ticks(0, 1) == [0, 0.25, 0.5, 0.75, 1.0]
     assert nice_ticks(0.52, 1.21) == pytest.approx([0.6, 0.8, 1.0, 1.2])
+
+
+def test_resume_of_a_finished_run_without_a_final_checkpoint_starts_at_its_last_one(shapes_dir, tmp_path):
+    """A big Dreambooth run keeps no checkpoint after its export (final_checkpoint): Resume says it
+    continues from the last one it has (update 2 here), not from where the run ended (4)."""
+    from sd_trainplan.train.checkpoint import latest_checkpoint
+    from sd_trainplan.ui.trainer_events import resume_job, train_work
+    cfg = TrainConfig(method="dreambooth", model="tiny", data=str(shapes_dir), output=str(tmp_path), resolution=64,
+                      steps=4, batch_size=2, save_every=2, final_checkpoint="off", token="zwx")
+    runner = JobRunner(UiHooks())
+    job = runner.start(TRAIN, cfg, train_work(cfg))
+    wait(job, timeout=300)
+    assert job.status == "done" and job.position() == 4 and latest_checkpoint(job.run_dir)[0] == 2
+    text = resume_job(runner, {"steps": "6"})
+    assert "at update 2, up to 6" in text and "kept none after update 4" in text
+    wait(runner.latest[TRAIN], timeout=300)
+    assert runner.latest[TRAIN].status == "done"
+    assert any(e.message.startswith("resumed at update 2") for e in runner.latest[TRAIN].events)

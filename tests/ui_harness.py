@@ -36,12 +36,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def app_folder(url: str) -> Path:
+    """The working folder of the app serving `url` (its default output folder runs/ is in it)."""
+    return APP_FOLDERS[url]
+
+
+APP_FOLDERS: dict = {}
+
+
 @contextlib.contextmanager
 def running_app(env: str, timeout: float = 90.0) -> Iterator[str]:
-    """Serve the app from `env`'s interpreter on a free loopback port; yield its URL."""
+    """Serve the app from `env`'s interpreter on a free loopback port; yield its URL. It runs in a
+    temporary folder of its own (a user's runs/ appears there), so a test run writes nothing into
+    the checkout."""
     port = free_port()
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([str(env_python(env)), "-m", "sd_trainplan", "ui", "--port", str(port)], cwd=ROOT,
+    work = tempfile.TemporaryDirectory(prefix="stp-app-")
+    proc = subprocess.Popen([str(env_python(env)), "-m", "sd_trainplan", "ui", "--port", str(port)], cwd=work.name,
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -59,6 +70,7 @@ def running_app(env: str, timeout: float = 90.0) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the app in {env} did not answer on {url} within {timeout:.0f} s")
             time.sleep(0.25)
+        APP_FOLDERS[url] = Path(work.name)
         yield url
     finally:
         proc.terminate()
@@ -68,6 +80,7 @@ def running_app(env: str, timeout: float = 90.0) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+        work.cleanup()
 
 
 @contextlib.contextmanager

@@ -18,13 +18,12 @@ Host path: Forge's Python 3.11 / torch 2.3; imports Forge's `backend` only insid
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
 
-from ..models.ldm_adapter import ldm_lora_targets, recompute_blocks, timestep_embedding_on_device
+from ..models.ldm_adapter import checkpoint_blocks, ldm_lora_targets, timestep_table_on_device
 
 
 class ForgeToken:
@@ -165,22 +164,15 @@ class ForgeAdapter:
 
     def set_gradient_checkpointing(self, on: bool) -> None:
         """Forge's own switch raises NotImplementedError (backend/nn/unet.py, checkpoint()): each
-        ResBlock and transformer block is recomputed per instance instead, as for ldm."""
-        for m in self._checkpointed:
-            del m.forward
-        self._checkpointed = recompute_blocks(self.unet()) if on else []
+        ResBlock and transformer block is recomputed per instance instead, as for ldm (the same
+        class names and `_forward` signatures)."""
+        self._checkpointed = checkpoint_blocks(self.unet(), self._checkpointed, on)
 
-    @contextlib.contextmanager
     def capture_context(self):
         """While a CUDA graph is recorded: Forge's timestep_embedding builds its frequency table on
         the CPU and copies it over, which a capture cannot contain (see LdmAdapter.capture_context)."""
         import backend.nn.unet as forge_unet
-        original = forge_unet.timestep_embedding
-        forge_unet.timestep_embedding = timestep_embedding_on_device
-        try:
-            yield
-        finally:
-            forge_unet.timestep_embedding = original
+        return timestep_table_on_device(forge_unet)
 
     def describe(self) -> str:
         n = sum(p.numel() for p in self.unet().parameters()) / 1e6

@@ -5,10 +5,10 @@ Forge (dfdcbab6) holds its model in its own engine classes, not in Stability-AI'
 and a placeholder (`modules.sd_models.FakeInitialModel`) before. Every problem comes back as
 one line naming what to change (a ConfigError, as the trainer's own checks):
 - not loaded yet: Forge loads the checkpoint at the first generation, not at start-up;
-- engines: SD1.x (`sd15.StableDiffusion`) trains. SDXL is refused: its engine conditions the UNet
-  on two text encoders plus a pooled vector and size embedding (`sdxl.StableDiffusionXL`), which
-  the trainer's one-tensor conditioning, its samples and its TI export do not carry yet. SD2,
-  SD3, Flux and Chroma are refused too;
+- engines: SD1.x (`sd15.StableDiffusion`) trains. SDXL (`sdxl.StableDiffusionXL`) is refused:
+  it is not the sgm DiffusionEngine that models/sgm_adapter.py drives in AUTOMATIC1111 (Forge's own
+  UNet, two ClassicTextProcessingEngines and size embedder), so it needs an adapter of its own,
+  not written yet. SD2, SD3, Flux and Chroma are refused too;
 - "Diffusion in Low Bits" (fp8, nf4, fp4, gguf storage): no gradient flows through those weights;
 - a noise predictor without a discrete schedule (flow models);
 - fp32 training asked of a half-precision model (it would need a second copy).
@@ -26,9 +26,9 @@ from .loaded_model import dtype_name, dtype_note
 
 TRAINS = ("StableDiffusion",)  # backend/diffusion_engine/sd15.py
 SDXL = ("StableDiffusionXL", "StableDiffusionXLRefiner")
-SDXL_NOTE = ("the loaded model is SDXL: training SDXL inside Forge is not available yet (its UNet is conditioned"
-             " on two text encoders plus a pooled vector and the image size, which this trainer's conditioning,"
-             " samples and embedding export do not carry yet); load an SD1.x checkpoint, or train SDXL elsewhere")
+SDXL_NOTE = ("the loaded model is SDXL: training SDXL inside Forge is not available yet (Forge's SDXL engine, with"
+             " its own UNet, two text engines and size embedder, needs an adapter of its own); load an SD1.x"
+             " checkpoint here, or train SDXL in AUTOMATIC1111 1.10")
 NOT_LOADED = ("model: Forge has not loaded its checkpoint yet (it loads it at the first generation, not at start-up):"
               " generate one image in txt2img with the checkpoint you want to train, then Start again")
 TRAINABLE = (torch.float16, torch.bfloat16, torch.float32)  # what a gradient can flow through

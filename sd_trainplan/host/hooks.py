@@ -1,7 +1,7 @@
 """UiHooks for the WebUI: the page's trainer runs on the WebUI's loaded model, in its queue.
 
 - load_adapter: checks the loaded model (session.py, loaded_model.py) and wraps `shared.sd_model`
-  in the ldm adapter as it is (adapter.py).
+  as it is in the ldm adapter (adapter.py), or the sgm one for SDXL (sdxl_adapter.py).
 - wrap_job: `modules.call_queue.wrap_gradio_gpu_call`, so a run holds the WebUI's queue lock
   (never beside txt2img), under a task id of its own that the page's progress bar follows
   (/internal/progress; the id is in GET /sd_trainplan/train).
@@ -41,6 +41,7 @@ class WebUiHost:
         from modules import devices, lowvram, sd_hijack, shared
         from modules.textual_inversion.textual_inversion import Embedding
         from .adapter import WebUiLdmAdapter
+        from .sdxl_adapter import WebUiSgmAdapter
         if self.run is not None:  # a job that ended without restore(): put that model back first
             self.restore()
         model = shared.sd_model
@@ -50,8 +51,8 @@ class WebUiHost:
         try:
             info = getattr(model, "sd_checkpoint_info", None)
             source = f"the WebUI's loaded model {getattr(info, 'name_for_extra', '') or ''}".strip()
-            adapter = WebUiLdmAdapter(model, devices.device, sd_hijack.model_hijack.embedding_db, Embedding,
-                                      source=source)
+            kind = WebUiSgmAdapter if hasattr(model, "conditioner") else WebUiLdmAdapter  # SDXL: sgm's DiffusionEngine
+            adapter = kind(model, devices.device, sd_hijack.model_hijack.embedding_db, Embedding, source=source)
             adapter.on_token = lambda tv: run.cleanups.append(lambda: adapter.remove_token(tv))
         except BaseException:
             self.restore()
@@ -124,13 +125,14 @@ class WebUiHost:
             message = f"LoRA saved to {dest}: use <lora:{dest.stem}:1> (refresh the Lora cards to see it)"
         else:
             dest = exports.place(src, settings.folder("sd_trainplan_checkpoints_dir"), cfg.name)
+            from modules import shared
+            exports.place_config(shared.sd_model, dest)
             exports.refresh_checkpoints()
             message = (f"checkpoint saved to {dest}; the loaded model is the original again: choose {dest.name}"
                        " in the checkpoint dropdown to use the new one")
         self.status.set(exported=str(dest), message=message)
         self.note(message)
         return dest
-
 
     def register_embedding(self, path: Path) -> str:
         """The embedding file loaded into the WebUI's database: usable in txt2img at once."""
@@ -152,7 +154,7 @@ def hooks_for(host: WebUiHost, notice: str, host_name: str) -> UiHooks:
                    sinks=[host.status, StateSink(_shared_state, host.status)],
                    should_stop=host.should_stop, after_job=host.after_job, restore=host.restore,
                    output_dir=settings.folder("sd_trainplan_runs_dir"), notice=notice, can_train=True,
-                   host_name=host_name)
+                   host_name=host_name, task_id=lambda: host.status.snapshot().get("task_id") or "")
 
 
 def _shared_state():

@@ -10,7 +10,9 @@ own checks), never as a crash halfway through a run. What can be handled is hand
   Dreambooth's UNet as fp32 masters for the run); the frozen weights stay fp16.
 - LoRA deltas the built-in Lora extension merged into the weights: put back from its own
   backups first (lora_merge below), or training is refused if they cannot be.
-- fp8 weight storage, SDXL, SD3 and other model classes: refused, with the reason.
+- SDXL (sgm DiffusionEngine): trained as SD1/SD2 are (host/sdxl_adapter.py); its refiner and
+  other sgm models are refused with the reason (models/sgm_adapter.py reads the conditioner).
+- fp8 weight storage, SD3 and other model classes: refused, with the reason.
 """
 from __future__ import annotations
 
@@ -21,20 +23,20 @@ import torch
 
 from ..train.config import ConfigError, TrainConfig
 
-SDXL_NOTE = ("the loaded model is SDXL (sgm DiffusionEngine): training SDXL inside the WebUI is not"
-             " available yet; load an SD1.x or SD2.x checkpoint, or train SDXL in standalone mode")
-
 
 def model_problems(model, cfg: TrainConfig, cmd_opts, opts) -> List[str]:
     """Reasons this run cannot train the loaded model (empty: it can)."""
     if model is None:
         return ["model: no checkpoint is loaded in the WebUI; choose one in the checkpoint dropdown first"]
-    if hasattr(model, "conditioner"):
-        return [f"model: {SDXL_NOTE}"]
     kind = type(model).__name__
-    if not all(hasattr(model, a) for a in ("apply_model", "first_stage_model", "cond_stage_model", "parameterization")):
-        return [f"model: the loaded model ({kind}) is not an SD1.x/SD2.x LatentDiffusion; training inside the"
-                " WebUI supports those (standalone mode loads other checkpoints)"]
+    if hasattr(model, "conditioner"):  # SDXL: sgm's DiffusionEngine
+        from .sdxl_adapter import sdxl_problems
+        problems = sdxl_problems(model)
+        if problems:
+            return problems
+    elif not all(hasattr(model, a) for a in ("apply_model", "first_stage_model", "cond_stage_model", "parameterization")):
+        return [f"model: the loaded model ({kind}) is not an SD1.x/SD2.x LatentDiffusion nor an SDXL DiffusionEngine;"
+                " training inside the WebUI supports those (standalone mode loads other checkpoints)"]
     problems = []
     if getattr(model, "parameterization", None) not in ("eps", "v"):
         problems.append(f"model: parameterization {model.parameterization!r} is not supported (eps or v)")
@@ -82,9 +84,12 @@ def check(model, cfg: TrainConfig, cmd_opts, opts) -> None:
 # --- LoRA merged into the weights by the built-in Lora extension ---------------------------------
 
 def merged_lora_layers(model) -> List[torch.nn.Module]:
-    """Layers holding a backup the Lora extension made before merging a network into them."""
+    """Layers with a network merged into them now. The Lora extension (networks.py, v1.10.1:
+    network_apply_weights) backs a layer up before its first merge and keeps the backup after
+    restoring it; `network_current_names` says what is merged at present (() once restored)."""
     return [m for m in model.modules()
-            if getattr(m, "network_weights_backup", None) is not None or getattr(m, "network_bias_backup", None) is not None]
+            if (getattr(m, "network_weights_backup", None) is not None or getattr(m, "network_bias_backup", None)
+                is not None) and getattr(m, "network_current_names", ("?",))]
 
 
 def unmerge_lora(model) -> Optional[str]:

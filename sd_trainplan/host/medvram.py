@@ -51,7 +51,10 @@ class HeldOnDevice:
 
 
 def _parts(model: nn.Module) -> List[nn.Module]:
-    """The modules lowvram swaps for an SD1/SD2 model (its `to_remain_in_cpu` list)."""
+    """The modules lowvram swaps (its `to_remain_in_cpu` list): SDXL's whole conditioner, SD1/SD2's
+    text model."""
+    if hasattr(model, "conditioner"):
+        return [model.model, model.first_stage_model, model.conditioner]
     cs = model.cond_stage_model
     clip = getattr(cs, "wrapped", cs)
     text = getattr(clip, "transformer", None) or getattr(clip, "model", None)

@@ -102,13 +102,14 @@ class RunOnLoadedModel:
             if self.cfg.method == "dreambooth":
                 parts = [self.model.model.diffusion_model]
                 if self.cfg.train_text_encoder:
-                    parts.append(_text_transformer(self.model))
+                    parts += _text_transformers(self.model)
                 self.backup = WeightBackup(parts)
                 self.say(f"Dreambooth trains the loaded weights in place: a copy of what it trains"
                          f" ({self.backup.nbytes / 2**30:.2f} GiB, in system memory) puts them back when the run ends")
-            note = loaded_model.precision_note(self.model, self.cfg)
-            if note:
-                self.say(note)
+            from .sdxl_adapter import resolution_note
+            for note in (loaded_model.precision_note(self.model, self.cfg), resolution_note(self.model, self.cfg)):
+                if note:
+                    self.say(note)
         except BaseException:
             self.finish()
             raise
@@ -141,8 +142,12 @@ def run_all(steps: List[Callable[[], None]]) -> None:
         raise errors[0]
 
 
-def _text_transformer(model) -> nn.Module:
+def _text_transformers(model) -> List[nn.Module]:
+    """The text encoder(s) Dreambooth trains: SD1/SD2's one, or SDXL's two (the conditioner's
+    text embedders, inside the WebUI's wrappers)."""
+    if hasattr(model, "conditioner"):
+        from ..models.sgm_adapter import text_encoders_of
+        return text_encoders_of(model)
     cs = model.cond_stage_model
     clip = getattr(cs, "wrapped", cs)
-    return getattr(clip, "transformer", None) or getattr(clip, "model")
-
+    return [getattr(clip, "transformer", None) or getattr(clip, "model")]

@@ -6,7 +6,7 @@ offline (local_files_only). The only module of ours that imports diffusers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -24,12 +24,16 @@ class DiffusersAdapter:
     encodes_ids = True  # token ids -> conditioning entirely on the device (see encode_ids)
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, device="cpu",
-                 dtype=torch.float32, source: str = "", base_resolution: Optional[int] = None):
+                 dtype=torch.float32, source: str = "", base_resolution: Optional[int] = None,
+                 masters: Iterable[str] = ()):
+        """`dtype`: the frozen parts'; the parts named in `masters` ('unet', 'text_encoder': what
+        Dreambooth trains) are kept in fp32."""
         self.device = torch.device(device)
         self.dtype = dtype
-        self._unet = unet.to(self.device, dtype).requires_grad_(False).eval()
-        self._vae = vae.to(self.device, dtype).requires_grad_(False).eval()
-        self._text = text_encoder.to(self.device, dtype).requires_grad_(False).eval()
+        part = {p: torch.float32 if p in masters else dtype for p in ("unet", "vae", "text_encoder")}
+        self._unet = unet.to(self.device, part["unet"]).requires_grad_(False).eval()
+        self._vae = vae.to(self.device, part["vae"]).requires_grad_(False).eval()
+        self._text = text_encoder.to(self.device, part["text_encoder"]).requires_grad_(False).eval()
         self.tokenizer = tokenizer
         self.scheduler_config = dict(scheduler_config)
         self.prediction_type = scheduler_config.get("prediction_type", "epsilon")
@@ -158,41 +162,59 @@ class DiffusersAdapter:
 
 
 def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
-                   config: Optional[str] = None, prediction_type: str = "epsilon") -> DiffusersAdapter:
+                   config: Optional[str] = None, prediction_type: str = "epsilon",
+                   masters: Iterable[str] = ()) -> DiffusersAdapter:
     """'tiny', a diffusers folder, or a .safetensors/.ckpt single file (with `config` = a diffusers
-    folder holding its configs, since nothing is fetched)."""
+    folder holding its configs, since nothing is fetched). Frozen parts in `dtype`, `masters` in fp32."""
+    masters = tuple(masters)
     if model == "tiny":
         from .tiny_diffusers import build_tiny
         unet, vae, text, tok, sched = build_tiny(seed, prediction_type)
-        return DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, "built-in tiny model")
+        return DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, "built-in tiny model", masters=masters)
     path = Path(model)
     if not path.exists():
         raise ModelLoadError(f"model: {model} does not exist (give 'tiny', a diffusers folder or a .safetensors file)")
     if path.is_dir():
         if not (path / "unet").is_dir():
             raise ModelLoadError(f"model: {model} is not a diffusers folder (no unet/ subfolder)")
-        return _load_folder(path, device, dtype)
-    return _load_single_file(path, device, dtype, config)
+        return _load_folder(path, device, dtype, masters)
+    return _load_single_file(path, device, dtype, config, masters)
 
 
-def _load_folder(path: Path, device, dtype) -> DiffusersAdapter:
+def _load_folder(path: Path, device, dtype, masters=()) -> DiffusersAdapter:
+    """Each part straight onto the device in its dtype (direct_load.py); from_pretrained for a part
+    whose files are not in the plain layout."""
     import json
+    import time
 
+    t0 = time.monotonic()
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
+
+    from .direct_load import load_folder_parts
+    t1 = time.monotonic()
+    device = torch.device(device)
+    dtypes = {p: torch.float32 if p in masters else dtype for p in ("unet", "vae", "text_encoder")}
     kw = dict(local_files_only=True)
     try:
-        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **kw)
-        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **kw)
-        text = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **kw)
+        unet, vae, text = load_folder_parts(path, device, dtypes)
+        unet = unet or UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtypes["unet"], **kw)
+        vae = vae or AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtypes["vae"], **kw)
+        text = text or CLIPTextModel.from_pretrained(path, subfolder="text_encoder", torch_dtype=dtypes["text_encoder"],
+                                                     **kw)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t2 = time.monotonic()
         tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)
         sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelLoadError(f"model: cannot load the diffusers folder {path}: {e}") from None
-    return DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, str(path))
+    adapter = DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, str(path), masters=masters)
+    adapter.load_seconds = {"imports": t1 - t0, "weights": t2 - t1, "tokenizer": time.monotonic() - t2}
+    return adapter
 
 
-def _load_single_file(path: Path, device, dtype, config: Optional[str]) -> DiffusersAdapter:
+def _load_single_file(path: Path, device, dtype, config: Optional[str], masters=()) -> DiffusersAdapter:
     """A .safetensors/.ckpt file: configs from `config` (a diffusers folder) or, by default, the ones we
     ship for the architecture detected in the file (SD1.x, SD2.x eps/v, tiny)."""
     from diffusers import StableDiffusionPipeline
@@ -211,4 +233,4 @@ def _load_single_file(path: Path, device, dtype, config: Optional[str]) -> Diffu
     if arch == "sd2" and predicts_v(pipe.unet, pipe.unet.config.cross_attention_dim):
         sched["prediction_type"], base = "v_prediction", 768
     return DiffusersAdapter(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, sched, device, dtype,
-                            f"{path} ({arch})", base_resolution=base)
+                            f"{path} ({arch})", base_resolution=base, masters=masters)

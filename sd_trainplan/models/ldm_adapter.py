@@ -143,26 +143,15 @@ class LdmAdapter:
         attached by hooks out. The override calls `_forward` directly, so it never goes through
         those flags, and removing it puts the block back exactly as it was.
         """
-        for m in self._checkpointed:
-            del m.forward
-        self._checkpointed = []
-        if not on:
-            return
-        self._checkpointed = recompute_blocks(self.unet())
+        self._checkpointed = checkpoint_blocks(self.unet(), self._checkpointed, on)
 
-    @contextlib.contextmanager
     def capture_context(self):
         """While a CUDA graph is recorded: ldm's timestep_embedding builds its frequency table on
         the CPU and copies it over, which a capture cannot contain. An equal function that builds
         it on the timesteps' device stands in for the recording only; the recorded kernels then
         hold no reference to either function, and the original is back at once."""
         import ldm.modules.diffusionmodules.openaimodel as oam
-        original = oam.timestep_embedding
-        oam.timestep_embedding = timestep_embedding_on_device
-        try:
-            yield
-        finally:
-            oam.timestep_embedding = original
+        return timestep_table_on_device(oam)
 
     def describe(self) -> str:
         n = sum(p.numel() for p in self.unet().parameters()) / 1e6
@@ -223,16 +212,31 @@ def ldm_unet_pairs(unet: nn.Module) -> List[Tuple[str, str]]:
     return keep
 
 
-def recompute_blocks(unet: nn.Module, kinds=CHECKPOINTED) -> List[nn.Module]:
-    """Gradient checkpointing per block instance: each ResBlock and transformer block's `forward`
-    becomes a non-reentrant torch checkpoint of its `_forward` (see set_gradient_checkpointing);
-    `del m.forward` on each returned block undoes it."""
-    blocks = []
-    for m in unet.modules():
-        if type(m).__name__ in kinds:
-            m.forward = _recomputed(m._forward)
-            blocks.append(m)
-    return blocks
+def checkpoint_blocks(unet: nn.Module, done: List[nn.Module], on: bool) -> List[nn.Module]:
+    """Take the checkpointing off the blocks in `done`; with `on`, give every ResBlock and
+    transformer block of `unet` (ldm's or sgm's: the same classes) a forward that recomputes its
+    `_forward` in the backward pass. Returns the blocks that have one."""
+    for m in done:
+        del m.forward
+    out: List[nn.Module] = []
+    if on:
+        for m in unet.modules():
+            if type(m).__name__ in CHECKPOINTED:
+                m.forward = _recomputed(m._forward)
+                out.append(m)
+    return out
+
+
+@contextlib.contextmanager
+def timestep_table_on_device(module):
+    """`module.timestep_embedding` (ldm's or sgm's openaimodel) replaced, for the block, by the same
+    function building its table on the timesteps' device."""
+    original = module.timestep_embedding
+    module.timestep_embedding = _timestep_embedding_on_device
+    try:
+        yield
+    finally:
+        module.timestep_embedding = original
 
 
 def _recomputed(fn):
@@ -265,7 +269,7 @@ def _sdpa_forward(self, x, context=None, mask=None):
     return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
 
-def timestep_embedding_on_device(timesteps, dim, max_period=10000, repeat_only=False):
+def _timestep_embedding_on_device(timesteps, dim, max_period=10000, repeat_only=False):
     """ldm.modules.diffusionmodules.util.timestep_embedding, with the table made on the device."""
     if repeat_only:
         return timesteps[:, None].expand(-1, dim)

@@ -15,20 +15,21 @@ def has_diffusers() -> bool:
 RANDOM = ("random-sd1", "random-sd2")  # full-size architectures with random weights, for benchmarks
 
 
-def load_model(model: str, device, dtype=torch.float32, seed: int = 0, config=None):
+def load_model(model: str, device, dtype=torch.float32, seed: int = 0, config=None, masters=()):
+    """Frozen parts in `dtype`; the parts named in `masters` (what Dreambooth trains) in fp32."""
     if model in RANDOM:
-        return random_model(model.split("-")[1], device, dtype, seed)
+        return random_model(model.split("-")[1], device, dtype, seed, masters)
     if model == "tiny" and not has_diffusers():
         from .tiny_ldm import build_tiny_ldm
         from .ldm_adapter import LdmAdapter
         return LdmAdapter(build_tiny_ldm(seed), device=device, dtype=dtype, source="built-in tiny ldm model")
     from .diffusers_adapter import load_diffusers
-    return load_diffusers(model, device=device, dtype=dtype, seed=seed, config=config)
+    return load_diffusers(model, device=device, dtype=dtype, seed=seed, config=config, masters=masters)
 
 
-def random_model(arch: str, device, dtype, seed: int = 0):
-    """An SD1.x/SD2.x-size diffusers model with random weights, built on the device in `dtype`:
-    speed and memory do not depend on the values, so benchmarks need no checkpoint."""
+def random_model(arch: str, device, dtype, seed: int = 0, masters=()):
+    """An SD1.x/SD2.x-size diffusers model with random weights, built on the device, each part in the
+    dtype it trains in: speed and memory do not depend on the values, so benchmarks need no checkpoint."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -38,12 +39,17 @@ def random_model(arch: str, device, dtype, seed: int = 0):
     unet_cfg, vae_cfg, text_cfg, _, base = ARCHS[arch]
     torch.manual_seed(seed)
     old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype if dtype in (torch.float32, torch.bfloat16, torch.float16) else torch.float32)
-    try:
+
+    def build(part, make):
+        torch.set_default_dtype(torch.float32 if part in masters or dtype not in (torch.bfloat16, torch.float16)
+                                else dtype)
         with torch.device(device):
-            unet, vae = UNet2DConditionModel(**unet_cfg), AutoencoderKL(**vae_cfg)
-            text = CLIPTextModel(CLIPTextConfig(**text_cfg))
+            return make()
+    try:
+        unet = build("unet", lambda: UNet2DConditionModel(**unet_cfg))
+        vae = build("vae", lambda: AutoencoderKL(**vae_cfg))
+        text = build("text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**text_cfg)))
     finally:
         torch.set_default_dtype(old)
     return DiffusersAdapter(unet, vae, text, clip_tokenizer(), SCHEDULER, device, dtype, f"random {arch}",
-                            base_resolution=base)
+                            base_resolution=base, masters=masters)

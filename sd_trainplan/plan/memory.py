@@ -18,6 +18,7 @@ GIB = 2 ** 30
 PARAMS = {"sd1": (859.52e6, 123.06e6, 83.65e6), "sd2": (865.91e6, 340.39e6, 83.65e6),
           "sdxl": (2567.5e6, 817.0e6, 83.65e6)}
 BASE_RES = {"sd1": 512, "sd2": 768, "sdxl": 1024}
+TOKEN_DIM = {"sd1": 768, "sd2": 1024, "sdxl": 768 + 1280}  # one TI vector (SDXL: one per text encoder)
 OPT_BYTES = {"adamw": 8, "adamw8bit": 2}
 LORA_PARAMS_PER_RANK = 0.2e6  # rank-1 LoRA on SD1.5's attention projections, about
 # (GiB per image, offset GiB) measured at 512 px, bf16 autocast. "ours" runs SDPA attention, norms in
@@ -30,6 +31,10 @@ ACTIVATIONS = {
     ("lora", "ours"): (0.799, 0.22), ("lora", "checkpointing"): (0.220, 0.33), ("lora", "recipe"): (1.09, 0.64),
     ("ti", "ours"): (0.757, 0.51), ("ti", "checkpointing"): (0.232, 0.60), ("ti", "recipe"): (0.98, 0.61),
     ("ti", "ldm_ours"): (0.92, 1.77), ("lora", "ldm_ours"): (1.00, 1.89), ("ti", "ldm_webui"): (6.49, 1.67),
+    # SDXL at 1024 px, H200 (bench/sdxl_bench.py, 2026-11-30): ours on the WebUI's fp16 DiffusionEngine (its
+    # offset holds autocast's bf16 copy of the fp16 UNet) and the diffusers SDXL examples' step
+    ("ti", "sdxl_ours"): (7.959, 10.00), ("lora", "sdxl_ours"): (8.753, 9.44),
+    ("ti", "sdxl_recipe"): (6.313, 0.84), ("lora", "sdxl_recipe"): (7.237, 0.26),
 }
 
 
@@ -52,15 +57,17 @@ def estimate(method: str, batch_size: int, resolution: int, arch: str = "sd1", o
         trained, frozen = unet + (te if train_text_encoder else 0), vae + (0 if train_text_encoder else te)
     elif method == "lora":
         trained, frozen = LORA_PARAMS_PER_RANK * rank * (1.5 if train_text_encoder else 1.0), unet + te + vae
-    elif recipe:  # the diffusers TI example trains the whole embedding table, the text encoder in fp32
-        trained, frozen = 49408 * 768.0, unet + vae + te * 2
+    elif recipe:  # the diffusers TI example trains the whole embedding table(s), the text encoder(s) in fp32
+        trained, frozen = 49408.0 * TOKEN_DIM[arch], unet + vae + te * 2
     else:
-        trained, frozen = vectors * 768.0, unet + te + vae
+        trained, frozen = vectors * float(TOKEN_DIM[arch]), unet + te + vae
     weights = (frozen * 2 + trained * 4) / GIB
     grads = trained * 4 / GIB
     opt = trained * OPT_BYTES[optimizer] / GIB
     key = "checkpointing" if checkpointing else impl
     per_img, offset = ACTIVATIONS.get((method, key)) or ACTIVATIONS[(method, "ours")]
+    if arch == "sdxl":  # measured rows where there are (the SD1 rows scaled by pixels are far under SDXL's)
+        per_img, offset = _sdxl_activations(method, key, per_img, offset)
     act = max(0.0, batch_size * per_img * (resolution / BASE_RES[arch]) ** 2 + offset)
     temp = trained * 4 / GIB if recipe and method == "dreambooth" else 0.0  # foreach AdamW's temporaries
     parts = {"weights": weights, "gradients": grads, "optimizer": opt}
@@ -71,12 +78,25 @@ def estimate(method: str, batch_size: int, resolution: int, arch: str = "sd1", o
     return MemoryEstimate(sum(parts.values()), parts)
 
 
+def _sdxl_activations(method: str, key: str, per_img: float, offset: float) -> Tuple[float, float]:
+    """SDXL's (GiB per image at 1024 px, offset): measured for TI and LoRA; elsewhere not measured yet,
+    so SDXL's measured LoRA row scaled by what the SD1 rows say the setting changes (checkpointing:
+    the per-image part; Dreambooth: as LoRA), its offset kept: an estimate that errs high."""
+    if (method, f"sdxl_{key}") in ACTIVATIONS:
+        return ACTIVATIONS[(method, f"sdxl_{key}")]
+    sd1_ours = ACTIVATIONS[(method, "ours")][0]
+    measured, sdxl_offset = ACTIVATIONS[("lora", "sdxl_ours")]
+    return measured * per_img / sd1_ours, sdxl_offset
+
+
 def estimate_gib(method: str, batch_size: int, resolution: int, impl: str = "ours") -> float:
-    """The bench's rows: impl in recipe | ours | ours_lowvram | ours_compiled | ldm_ours | ldm_webui
-    (compiled: estimated as ours; it measured 9% under at BS 16)."""
+    """The bench's rows: impl in recipe | ours | ours_lowvram | ours_compiled | ldm_ours | ldm_webui, and
+    sdxl_ + one of them (compiled: estimated as ours; it measured 9% under at BS 16)."""
+    arch = "sdxl" if impl.startswith("sdxl_") else "sd1"  # bench/sdxl_bench.py's rows: SDXL at 1024 px
+    impl = impl[len("sdxl_"):] if arch == "sdxl" else impl
     low = impl == "ours_lowvram"
-    return estimate(method, batch_size, resolution, optimizer="adamw8bit" if low else "adamw", checkpointing=low,
-                    impl="ours" if low or impl == "ours_compiled" else impl).total_gib
+    return estimate(method, batch_size, resolution, arch, optimizer="adamw8bit" if low else "adamw",
+                    checkpointing=low, impl="ours" if low or impl == "ours_compiled" else impl).total_gib
 
 
 def fit_advice(method: str, batch_size: int, grad_accum: int, resolution: int, vram_gib: float,

@@ -53,10 +53,30 @@ def latest_checkpoint(run_dir: Path) -> Optional[Tuple[int, Path]]:
     return max(found) if found else None
 
 
+# 'auto' keeps the final checkpoint when it is at most this big: every LoRA and Textual Inversion run
+# (megabytes), not a Dreambooth UNet's (SD1.5: 3.4 GB of fp32 weights + 6.9 GB of AdamW state, 20 s
+# to write, more than the whole training of a short run; issue 16).
+SMALL_STATE = 2 * 2**30
+
+
+def state_bytes(method, optimizer) -> int:
+    """Bytes a checkpoint holds: the trained tensors and every tensor of the optimizer's state."""
+    n = sum(v.numel() * v.element_size() for v in method.trainable_state().values())
+    for st in optimizer.state.values():
+        n += sum(v.numel() * v.element_size() for v in st.values() if torch.is_tensor(v))
+    return n
+
+
+def keeps_final_checkpoint(setting: str, nbytes: int) -> bool:
+    """Whether a finished run keeps a resumable checkpoint after its export ('on', 'off', or 'auto':
+    when small). A Stop always saves one, and save_every saves them along the way."""
+    return setting == "on" or (setting == "auto" and nbytes <= SMALL_STATE)
+
+
 def save_checkpoint(run_dir: Path, step: int, method, optimizer, scaler, keep_last: int,
                     effective_batch: int = 0) -> Path:
     state = {"step": step, "effective_batch": effective_batch, "images_seen": step * effective_batch,
-             "trainable": {k: v.detach().to("cpu").clone() for k, v in method.trainable_state().items()},
+             "trainable": {k: v.detach().to("cpu", copy=True) for k, v in method.trainable_state().items()},
              "optimizer": optimizer.state_dict(),
              "scaler": scaler.state_dict() if scaler is not None else None}
     path = atomic_write(Path(run_dir) / "checkpoints" / f"step-{step:06d}.pt", lambda tmp: torch.save(state, tmp))

@@ -70,6 +70,7 @@ class TrainConfig:
     cuda_graphs: bool = True            # replay each update from CUDA graphs where possible (fast path)
     grad_reduce: str = "auto"           # several GPUs: gradients averaged in bf16 (auto, on CUDA) or fp32
     channels_last: str = "auto"         # NHWC UNet weights on CUDA (standalone models): auto (BS <= 8) | on | off
+    cudnn_benchmark: str = "auto"       # CUDA: time cuDNN's convolution algorithms per shape (auto | on | off)
     compile: bool = False               # experimental: torch.compile the UNet's training forward (standalone, CUDA)
                                         # 1.26x faster updates after ~2 min of compiling (docs/PERFORMANCE.md)
     min_snr_gamma: float = 0.0          # 0: off
@@ -90,6 +91,7 @@ class TrainConfig:
     # outputs
     save_every: int = 0
     keep_last: int = 2
+    final_checkpoint: str = "auto"      # resumable checkpoint after the export: auto (when small: LoRA, TI) | on | off
     sample_every: int = 0
     sample_prompt: str = ""
     sample_seed: int = 0
@@ -194,7 +196,8 @@ def check_config(c: TrainConfig) -> List[str]:
     need(c.export_format in ("safetensors", "pt"), "export_format", "must be safetensors or pt")
     need(c.lora_scope in ("attention", "transformer"), "lora_scope", "must be attention or transformer")
     need(c.grad_reduce in ("auto", "bf16", "fp32"), "grad_reduce", "must be auto, bf16 or fp32")
-    need(c.channels_last in ("auto", "on", "off"), "channels_last", "must be auto, on or off")
+    for name in ("channels_last", "cudnn_benchmark", "final_checkpoint"):
+        need(getattr(c, name) in ("auto", "on", "off"), name, "must be auto, on or off")
     need(c.export_format == "safetensors" or c.method == "ti", "export_format",
          "pt (the WebUI's embedding layout) is for Textual Inversion only")
     if c.method == "ti":

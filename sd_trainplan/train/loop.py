@@ -8,6 +8,7 @@ so the step is a function of tensors with no host synchronisation except at log 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import importlib.util
 from dataclasses import dataclass
@@ -18,17 +19,19 @@ import torch
 
 from ..plan.schedule import lr_at
 from .batches import UpdateOrder
-from .checkpoint import latest_checkpoint, load_checkpoint, log_metrics, new_run_dir, save_checkpoint, write_config
+from .checkpoint import (keeps_final_checkpoint, latest_checkpoint, load_checkpoint, log_metrics, new_run_dir,
+                         save_checkpoint, state_bytes, write_config)
 from .config import ConfigError, TrainConfig, check_config, lr_schedule
 from .data import Dataset, DataError, load_dataset
 from .dist import OverlappedAverage, Processes, any_true, barrier, broadcast, reduce_mean
 from .events import Emitter, Sink
 from .images import to_pil
 from .latent_cache import encode_items
-from .methods import make_method
+from .methods import make_method, trained_in_fp32
 from .noise_scale import GradProbe, NoiseScale
 from .cuda_graph import GraphedUpdate, why_not
 from .optim import build_optimizer, set_lr
+from .phases import Phases
 from .step import StepMath, optimizer_update
 from .prior import PriorPreservation
 from .prompts import Prompts, fixed_prompts
@@ -44,6 +47,7 @@ class RunResult:
     stopped: bool
     last_loss: Optional[float]
     val_loss: Optional[float]
+    timings: Optional[dict] = None   # seconds per phase (phases.py)
 
 
 def prepare_checks(cfg: TrainConfig, world: int = 1, check_model: bool = True) -> Dataset:
@@ -112,40 +116,56 @@ def compute_dtype(cfg: TrainConfig, device: torch.device, adapter) -> torch.dtyp
 
 def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Callable[[], bool] = lambda: False,
           resume: Optional[str] = None, procs: Processes = Processes(), export: bool = True,
-          graph_capture: bool = True) -> RunResult:
+          graph_capture: bool = True, started: Optional[float] = None) -> RunResult:
     """Run `cfg`. `export=False` (the LR range test: a probe) writes no result file and keeps no
     checkpoint at the end or on a stop. `graph_capture=False` runs the fast path's code without
-    recording CUDA graphs, on any device (to check it against eager mode)."""
+    recording CUDA graphs, on any device (to check it against eager mode). `started`: the process's
+    start (time.monotonic()), when known, so the log counts the imports too."""
     emit = Emitter(list(sinks) if procs.main else [])
+    phases = Phases(started=started)
     # ---- 1. check everything before any model work -------------------------------------------
     data = prepare_checks(cfg, procs.world, check_model=adapter is None)
     device = adapter.device if adapter is not None else (procs.device or pick_device(cfg.device))
+    phases.device = device
+    if adapter is None and device.type == "cuda":  # the GPU's context starts while diffusers is imported
+        threading.Thread(target=torch.cuda.init, daemon=True).start()
     run_dir = Path(resume) if resume else (new_run_dir(cfg) if procs.main else None)
     run_dir = Path(broadcast(procs, str(run_dir)))
     if procs.main:
         write_config(run_dir, cfg)
+    phases.lap("checks")
     emit("start", total=cfg.steps, message=f"{cfg.method} on {len(data.train)} images"
          f" ({len(data.val)} held out) -> {run_dir}")
 
     # ---- 2. the model and what the method trains ----------------------------------------------
-    if adapter is None:
+    loaded = adapter is None
+    if loaded:
         from ..models.load import load_model
         emit("prepare", message=f"loading model {cfg.model}")
-        # frozen weights in bf16 on a GPU (what trains is kept in fp32 by the method), fp32 on a CPU
+        # straight onto the device: frozen parts in bf16 on a GPU (fp32 on a CPU), what the method
+        # trains in fp32 from the file's own values (its masters)
         dtype = torch.bfloat16 if device.type == "cuda" and cfg.precision in ("auto", "bf16") else torch.float32
-        adapter = load_model(cfg.model, device, dtype=dtype, seed=cfg.seed, config=cfg.model_config or None)
+        adapter = load_model(cfg.model, device, dtype=dtype, seed=cfg.seed, config=cfg.model_config or None,
+                             masters=trained_in_fp32(cfg))
     method = make_method(adapter, cfg)
+    took = phases.lap("load")
+    if loaded:
+        parts = getattr(adapter, "load_seconds", {})  # where a load says where its time went
+        detail = f" ({', '.join(f'{k} {v:.1f} s' for k, v in parts.items())})" if parts else ""
+        emit("prepare", message=f"loaded in {took:.1f} s{detail}: {adapter.describe()}")
     if cfg.gradient_checkpointing:
         adapter.set_gradient_checkpointing(True)
+    autotune = torch.backends.cudnn.benchmark  # a process-wide switch: the host's own value comes back after
     try:
-        return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture)
+        return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases)
     finally:
+        torch.backends.cudnn.benchmark = autotune
         method.close()
         if cfg.gradient_checkpointing:
             adapter.set_gradient_checkpointing(False)
 
 
-def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture) -> RunResult:
+def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases) -> RunResult:
     device = adapter.device
     # ---- 3. data on the device: latents once, prompts, prior-preservation images --------------
     emit("prepare", message=f"encoding {len(data.train) + len(data.val)} images")
@@ -163,6 +183,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
             PriorPreservation.generate(cfg, adapter, run_dir, emit)
         barrier(procs)
         prior = PriorPreservation.build(cfg, adapter, run_dir)
+    emit("prepare", message=f"encoded {len(data.train) + len(data.val)} images in {phases.lap('encode'):.1f} s")
 
     eb = cfg.batch_size * cfg.grad_accum * procs.world
     order = UpdateOrder({b: len(bl.items) for b, bl in latents.items()}, cfg.repeats, eb, cfg.seed)
@@ -180,9 +201,13 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
             start, note = load_checkpoint(found[1], method, opt, scaler, eb)
             emit("prepare", step=start, total=cfg.steps, message=f"resumed at update {start} from {found[1].name}"
                  + note)
+        else:  # e.g. a finished run that kept no final checkpoint: the same result, from the start
+            emit("prepare", message=f"resume: {run_dir} has no checkpoint to continue from; training from update 0")
 
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # shapes are static per bucket: pick the fastest convolutions once
+        # shapes are static per bucket: time the convolutions' algorithms once per shape, or (off) take
+        # cuDNN's heuristic choice and skip that warm-up
+        torch.backends.cudnn.benchmark = cudnn_benchmark(cfg)
         nhwc = cfg.channels_last == "on" or (cfg.channels_last == "auto" and cfg.batch_size <= 8)
         if hasattr(adapter, "use_channels_last") and nhwc:
             adapter.use_channels_last()  # auto: measured faster at BS 1-4 on an H100, slower at 16
@@ -200,6 +225,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     running = torch.zeros((), device=device)
     reducer = OverlappedAverage(procs, trainable, step.reduce_dtype)
     graphed = _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, reducer, emit, graph_capture)
+    phases.lap("setup")
 
     def validate(step: int):
         # the processes split the scoring between them (and sum), so P processes validate P times faster
@@ -219,6 +245,7 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
         v0, s0 = validate(0)
         if procs.main:
             log_metrics(run_dir, {"step": 0, "images_seen": 0, "val_loss": v0, "stable_loss": s0})
+        phases.lap("validation")
     for u in range(start, cfg.steps):
         lr = lr_at(schedule, u)
         measure = noise is not None and (u + 1) % cfg.log_every == 0
@@ -248,6 +275,10 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
                 noise.update(reduce_mean(procs, probe.small_sq()), probe.big_sq())
             optimizer_update(opt, trainable, cfg.max_grad_norm, scaler)
         done = u + 1
+        if u == start:  # the first update carries the warm-up: autotuning, the graph's capture
+            took = phases.lap("warm-up")
+            emit("prepare", step=done, total=cfg.steps, message=f"first update done {phases.since_start():.1f} s"
+                 f" after the start (its warm-up: {took:.2f} s)")
 
         if done % cfg.log_every == 0 or done == cfg.steps:  # the only host sync in the loop
             last_loss = reduce_mean(procs, running.item() / (done - logged_from))
@@ -281,16 +312,39 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
                      message=f"stopped at update {done}; resume with --resume {run_dir}")
             return RunResult(run_dir, done, None, True, last_loss, val_loss)
 
-    # ---- 6. export ----------------------------------------------------------------------------
+    phases.lap("training")
+    # ---- 6. export first (the file the user waits for), then the resumable checkpoint --------
     if cfg.val_every == 0 and val_latents:
         val_loss, _ = validate(cfg.steps)
+        phases.lap("validation")
     path = None
     if procs.main and export:
-        save_checkpoint(run_dir, cfg.steps, method, opt, scaler, cfg.keep_last, eb)
+        emit("prepare", step=cfg.steps, total=cfg.steps, message="writing the export")
         path = method.export(run_dir, cfg.steps)
+        emit("prepare", step=cfg.steps, total=cfg.steps, path=str(path),
+             message=f"wrote {path.name} in {phases.lap('export'):.1f} s")
+        nbytes = state_bytes(method, opt)
+        if keeps_final_checkpoint(cfg.final_checkpoint, nbytes):
+            ckpt = save_checkpoint(run_dir, cfg.steps, method, opt, scaler, cfg.keep_last, eb)
+            emit("checkpoint", step=cfg.steps, total=cfg.steps, path=str(ckpt),
+                 message=f"saved {ckpt.name} ({nbytes / 2**30:.2f} GiB) in {phases.lap('checkpoint'):.1f} s")
+        else:
+            emit("prepare", step=cfg.steps, total=cfg.steps, message=(
+                f"no resumable checkpoint at the end ({nbytes / 2**30:.1f} GiB of trained weights and optimizer"
+                " state; final_checkpoint = on keeps one; Stop and save_every always do)"))
+        phases.write(run_dir, updates=cfg.steps - start,  # training: all but the first (warm-up)
+                     load_parts=getattr(adapter, "load_seconds", None))
         emit("done", step=cfg.steps, total=cfg.steps, path=str(path), loss=last_loss, val_loss=val_loss,
-             message=f"wrote {path}")
-    return RunResult(run_dir, cfg.steps, path, stopped, last_loss, val_loss)
+             message=f"wrote {path} (times: {phases.summary(cfg.steps - start - 1)})")
+    return RunResult(run_dir, cfg.steps, path, stopped, last_loss, val_loss, dict(phases.seconds))
+
+
+def cudnn_benchmark(cfg: TrainConfig) -> bool:
+    """cuDNN autotuning: 'auto' is off. Measured on an H200 (docs/PERFORMANCE.md, issue 16): it cost
+    5-37 s of warm-up per run (timing every convolution's algorithms for each new shape) and gained
+    nothing in the steady state (Dreambooth BS 1: 37.97 against 37.71 ms/update; LoRA BS 4: 46.04
+    against 45.88), since the bf16 channels-last convolutions cuDNN's heuristics pick are the fast ones."""
+    return cfg.cudnn_benchmark == "on"
 
 
 def _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, reducer, emit, capture=True):

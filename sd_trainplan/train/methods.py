@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -18,11 +18,20 @@ from .config import TrainConfig
 from .lora import LoRASet
 
 
-def save_safetensors(path: Path, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]) -> Path:
-    from safetensors.torch import save_file
+def save_safetensors(path: Path, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str],
+                     cast: Optional[Callable[[str, torch.Tensor], torch.dtype]] = None) -> Path:
+    """Atomically, under a free name; tensors may stay on the GPU (safetensors_out.py packs them there)."""
+    from .safetensors_out import write_safetensors
     path = unique_path(path)
-    clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    return atomic_write(path, lambda tmp: save_file(clean, tmp, metadata=metadata))
+    return atomic_write(path, lambda tmp: write_safetensors(tmp, tensors, metadata, cast))
+
+
+def trained_in_fp32(cfg: TrainConfig) -> Tuple[str, ...]:
+    """The model parts a method trains in place, which load in fp32 (their master weights) while the
+    frozen parts load in the compute dtype: Dreambooth's UNet (and text encoder, when it trains)."""
+    if cfg.method != "dreambooth":
+        return ()
+    return ("unet", "text_encoder") if cfg.train_text_encoder else ("unet",)
 
 
 class Dreambooth:
@@ -62,10 +71,10 @@ class Dreambooth:
         # Weights in fp16, as the WebUI's checkpoints; ldm's noise-schedule buffers (top-level keys:
         # alphas_cumprod, betas, ...) stay fp32: fp16 rounds alphas_cumprod near 1 and moves the
         # noise level sqrt(1-a) at small t by up to 7%, and the WebUI loads them from the file as they are.
-        state = {k: v.to(torch.float16) if v.is_floating_point() and "." in k else v
-                 for k, v in self.adapter.checkpoint_state().items()}
+        # The cast happens piece by piece as the file is written, so no second whole copy is made.
         meta = {"sd_trainplan": "dreambooth", "step": str(step), "token": self.cfg.token}
-        return save_safetensors(folder / f"{self.cfg.name}.safetensors", state, meta)
+        return save_safetensors(folder / f"{self.cfg.name}.safetensors", self.adapter.checkpoint_state(), meta,
+                                cast=lambda k, v: torch.float16 if v.is_floating_point() and "." in k else v.dtype)
 
     def close(self) -> None:
         for m in self.modules:
@@ -80,29 +89,35 @@ class TextualInversion:
     def __init__(self, adapter, cfg: TrainConfig):
         self.adapter, self.cfg = adapter, cfg
         self.token = adapter.add_token(cfg.token, cfg.vectors, cfg.init_word)
+        # SDXL: one set of vectors per text encoder ({"clip_l": ..., "clip_g": ...}, the WebUI's names)
+        self.parts: Dict[str, nn.Parameter] = getattr(self.token, "parts", None) or {"vectors": self.token.vectors}
 
     def param_groups(self) -> List[dict]:
-        return [{"params": [self.token.vectors], "lr_scale": 1.0, "weight_decay": 0.0}]
+        return [{"params": list(self.parts.values()), "lr_scale": 1.0, "weight_decay": 0.0}]
 
     def prompt_name(self) -> str:
         return self.token.prompt_text
 
     def trainable_state(self) -> Dict[str, torch.Tensor]:
-        return {"vectors": self.token.vectors}
+        return dict(self.parts)
 
     def load_trainable_state(self, state: Dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
-            self.token.vectors.copy_(state["vectors"])
+            for k, p in self.parts.items():
+                p.copy_(state[k])
 
     def export(self, folder: Path, step: int) -> Path:
-        vec = self.token.vectors.detach().float().cpu()
+        vecs = {k: p.detach().float().cpu() for k, p in self.parts.items()}
+        sdxl = "vectors" not in vecs  # the WebUI reads an SDXL embedding as a dict of clip_l and clip_g
         if self.cfg.export_format == "pt":  # the WebUI's own layout (modules/textual_inversion)
             path = unique_path(folder / f"{self.cfg.name}.pt")
-            data = {"string_to_token": {"*": 265}, "string_to_param": {"*": vec}, "name": self.cfg.name,
-                    "step": step, "sd_checkpoint": None, "sd_checkpoint_name": None}
+            data = vecs if sdxl else {"string_to_token": {"*": 265}, "string_to_param": {"*": vecs["vectors"]},
+                                      "name": self.cfg.name, "step": step, "sd_checkpoint": None,
+                                      "sd_checkpoint_name": None}
             return atomic_write(path, lambda tmp: torch.save(data, tmp))
         meta = {"sd_trainplan": "ti", "step": str(step), "token": self.cfg.token, "init_word": self.cfg.init_word}
-        return save_safetensors(folder / f"{self.cfg.name}.safetensors", {"emb_params": vec}, meta)
+        tensors = vecs if sdxl else {"emb_params": vecs["vectors"]}
+        return save_safetensors(folder / f"{self.cfg.name}.safetensors", tensors, meta)
 
     def close(self) -> None:
         pass

@@ -13,13 +13,14 @@ Contract (both the page and the host code against it):
 - should_stop() -> bool: polled with the page's own Stop (e.g. shared.state.interrupted).
 - after_job(cfg, result): called when a job ends with an exported file (e.g. reload embeddings).
 - restore(): called when a job ends in any way (e.g. put the loaded model's weights back).
+- task_id() -> str: the host's id for the job now running inside wrap_job (the WebUI's task id:
+  the page puts it on the job's progress block, where javascript/trainplan.js finds it).
 - output_dir: default output folder for runs; notice: an HTML note shown beside the Start buttons
   (the Train and LR range test tabs), e.g. what a run does to the WebUI's loaded model;
   can_train: False hides Start.
 
-In the WebUI, javascript/trainplan.js puts a run into the WebUI's own progress bar when a button
-of the tab whose elem_id starts with `stp_` and ends with `start`, `train`, `resume` or
-`lr_range` is clicked (the run's task id comes from GET /sd_trainplan/train; see host/hooks.py).
+In the WebUI, javascript/trainplan.js puts a run into the WebUI's own progress bar: a running
+job's progress block carries `data-task` (from task_id), and the script follows each new one.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class UiHooks:
     should_stop: Callable[[], bool] = lambda: False
     after_job: Optional[Callable[[Any, Any], None]] = None
     restore: Optional[Callable[[], None]] = None
+    task_id: Optional[Callable[[], str]] = None
     output_dir: str = "runs"
     notice: str = ""
     can_train: bool = True

@@ -68,8 +68,9 @@ def progress_html(job: Optional[Job], kind: str = "train") -> str:
                 "stopped": f'<span class="stp-phase">stopped at update {done} of {total}</span>',
                 "error": '<span class="stp-phase">failed</span>'}[job.status]
     label = f"{done} / {total} updates · {frac * 100:.0f}%"
+    task = f' data-task="{escape(job.host_task)}"' if job.host_task else ""
     return (f'<div class="stp-progress stp-progress-{state}" data-state="{state}" data-job="{job.id}"'
-            f' data-step="{done}" data-total="{total}">{_bar(frac, state, label)}<div class="stp-progress-facts">{head}'
+            f' data-step="{done}" data-total="{total}"{task}>{_bar(frac, state, label)}<div class="stp-progress-facts">{head}'
             f'<span>{" · ".join(escape(f) for f in facts)}</span></div></div>')
 
 

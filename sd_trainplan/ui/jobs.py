@@ -45,6 +45,7 @@ class Job:
     error: str = ""
     stop_requested: bool = False
     placed: str = ""                # where the host's after_job put the file, when it says
+    host_task: str = ""             # the host's own task id for this job (the WebUI's progress bar follows it)
     started: float = field(default_factory=time.time)
     ended: Optional[float] = None
     version: int = 0                # bumps on every change: the page redraws only what moved
@@ -149,6 +150,9 @@ class JobRunner:
             # is back as it was. Results are kept here too: a host's wrapper may swallow exceptions
             # or replace the return value.
             try:
+                if hooks.task_id is not None:  # inside the host's wrapper: the host has given the job its id
+                    job.host_task = hooks.task_id() or ""
+                    job.version += 1
                 adapter = hooks.load_adapter(job.cfg) if hooks.load_adapter is not None else None
                 result = work(adapter, sinks, stop)
                 stopped = bool(getattr(result, "stopped", False)) or (job.kind == LR_RANGE and job.stop_requested)

@@ -306,8 +306,13 @@ def resume_job(runner: JobRunner, values: Dict[str, Any]) -> str:
         return note("warn", f"The last run finished all its {done} updates. Raise Weight updates above {done} to"
                     " train it further, then Resume.")
     cfg = with_ui_logging(cfg.replace(steps=steps))
+    from ..train.checkpoint import latest_checkpoint
+    found = latest_checkpoint(job.run_dir)  # a finished run may keep none (final_checkpoint)
+    at = found[0] if found else 0
     try:
         runner.start(TRAIN, cfg, train_work(cfg, resume=job.run_dir), resume=job.run_dir, before=job)
     except Busy as e:
         return note("error", f"Not resumed: {escape(str(e))}.")
-    return note("ok", f"Resuming {escape(job.run_dir)} at update {done}, up to {steps}.")
+    since = "" if at == done else (f" (its last checkpoint: the run kept none after update {done}; the result is"
+                                    " the same as training straight through)")
+    return note("ok", f"Resuming {escape(job.run_dir)} at update {at}, up to {steps}.{since}")

@@ -83,7 +83,10 @@ case $KIND in
     # there; its yaml names the CLIP folder by absolute path, so it is made where it stays: in M
     mkdir -p "$M"; ln -sfn "$DEST/repositories" "$M/repositories"; ln -sfn "$DEST/configs" "$M/configs"
     test -f "$M/models/Stable-diffusion/tiny-sd1.safetensors" || \
-      (cd "$DEST" && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$V" "$SRC/make_tiny_sd1.py" "$M" | tail -3) ;;
+      (cd "$DEST" && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$V" "$SRC/make_tiny_sd1.py" "$M" | tail -3)
+    # the tiny SDXL (sgm from repositories/generative-models; its yaml names its CLIP-L folder in M)
+    test -f "$M/models/Stable-diffusion/tiny-sdxl.safetensors" || \
+      (cd "$DEST" && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$V" "$HERE/make_tiny_sdxl.py" "$M" | tail -5) ;;
   forge)
     test -f "$M/models/Stable-diffusion/rand-sd15-small.safetensors" || \
       (cd "$DEST" && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$V" "$SRC/make_forge_sd1.py" "$DEST" && \

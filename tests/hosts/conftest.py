@@ -58,15 +58,29 @@ def forge(tmp_path_factory, freeze_before) -> Host:
     _stop(host)
 
 
-@pytest.fixture
-def launch(tmp_path):
-    """launch(kind, name="x", **start_host kwargs): a WebUI of its own for this test."""
+def _launcher(folder):
     started = []
 
     def go(kind, name: str = "data", extension: bool = True, **kw) -> Host:
-        host = _start(kind, make_data_dir(kind, tmp_path / name, extension=extension), **kw)
+        host = _start(kind, make_data_dir(kind, folder / name, extension=extension), **kw)
         started.append(host)
         return host
+    return go, started
+
+
+@pytest.fixture
+def launch(tmp_path):
+    """launch(kind, name="x", **start_host kwargs): a WebUI of its own for this test."""
+    go, started = _launcher(tmp_path)
+    yield go
+    for host in started:
+        _stop(host)
+
+
+@pytest.fixture(scope="module")
+def launch_module(tmp_path_factory):
+    """The same, for the tests of one module (stopped after the last of them)."""
+    go, started = _launcher(tmp_path_factory.mktemp("launch"))
     yield go
     for host in started:
         _stop(host)

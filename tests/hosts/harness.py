@@ -238,7 +238,8 @@ class Host:
 
 
 def start_host(kind: Kind, data: Path, extra_flags: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
-               timeout: float = 600, wait_model: bool = True, auth: Optional[str] = None) -> Host:
+               timeout: float = 600, wait_model: bool = True, auth: Optional[str] = None,
+               drop_flags: Sequence[str] = ()) -> Host:
     """Launch `kind` with `data` as its data folder; return once it serves (and, for AUTOMATIC1111,
     once the checkpoint is loaded: it loads at start; Forge loads at the first generation)."""
     problem = kind.missing()
@@ -246,7 +247,8 @@ def start_host(kind: Kind, data: Path, extra_flags: Sequence[str] = (), env: Opt
         raise HostError(problem)
     port = free_port()
     log_path = data / f"webui-{port}.log"
-    flags = [*COMMON_FLAGS, *kind.extra_flags, "--data-dir", str(data), "--port", str(port)]
+    flags = [f for f in COMMON_FLAGS if f not in drop_flags]
+    flags += [*kind.extra_flags, "--data-dir", str(data), "--port", str(port)]
     if kind is FORGE:
         flags += ["--ckpt", str(data / "models" / "Stable-diffusion" / kind.checkpoint),
                   # Forge lets gradio serve files from the data folder only (cmd_args.py: --gradio-allowed-path

@@ -20,15 +20,44 @@ from sd_trainplan.ui.fields import preset_values, raw_inputs
 pytestmark = [pytest.mark.hosts, pytest.mark.browser]
 
 
-def test_install_py_and_two_launches_change_no_package(a1111, freeze_before, launch):
+AUTH = "stp:s3cret"
+
+
+@pytest.fixture(scope="module")
+def second(a1111, launch_module):
+    """A second launch of the same WebUI, this one with --api-auth."""
+    return launch_module(A1111, "second", auth=AUTH)
+
+
+def test_install_py_and_two_launches_change_no_package(a1111, second, freeze_before):
     """install.py runs at every launch (normal case: nothing missing, so nothing to do): the venv's
     `pip freeze` is the same before the first launch, after it, and after a second launch."""
     assert pip_freeze(A1111) == freeze_before["a1111"]
-    second = launch(A1111, "second")
     assert second.api("GET", "/sd_trainplan/train")["state"] == "idle"  # the extension is loaded there too
-    assert pip_freeze(A1111) == freeze_before["a1111"]
     for host in (a1111, second):
         assert "Traceback" not in host.log(), host.log_tail()
+
+
+def test_with_api_auth_our_routes_ask_for_the_webuis_credentials(second):
+    """--api-auth: the WebUI's own API and ours answer 401 without (or with wrong) credentials and
+    answer with the right ones (modules/api/api.py Api.auth)."""
+    body = {"images": 10}
+    for method, path in (("GET", "/sd_trainplan/train"), ("POST", "/sd_trainplan/plan"), ("GET", "/sdapi/v1/sd-models")):
+        data = body if method == "POST" else None
+        assert second.request(method, path, data, auth=None)[0] == 401, path
+        assert second.request(method, path, data, auth="stp:wrong")[0] == 401, path
+        assert second.request(method, path, data, auth="other:s3cret")[0] == 401, path
+        status, out = second.request(method, path, data, auth=AUTH)
+        assert status == 200, (path, out)
+    assert second.request("GET", "/sd_trainplan/train", auth=AUTH)[1]["state"] == "idle"
+
+
+def test_without_api_the_webui_serves_no_api_and_neither_do_we(launch_module, a1111):
+    plain = launch_module(A1111, "no-api", drop_flags=("--api",))
+    assert plain.get("/sdapi/v1/sd-models")[0] == 404
+    assert plain.get("/sd_trainplan/train")[0] == 404
+    assert plain.post("/sd_trainplan/plan", {"images": 10})[0] == 404
+    assert plain.api("GET", "/config")  # the UI itself is served
 
 
 def test_the_tab_is_in_config_and_the_planner_answers_over_http(a1111):

@@ -43,3 +43,46 @@ def ours(page) -> List[Tuple[str, str, str]]:
 def open_webui_tab(page, name: str) -> None:
     """One of the WebUI's own top tabs (txt2img, Train, ...)."""
     page.locator("#tabs > .tab-nav button, #tabs > div > .tab-nav button", has_text=name).first.click()
+
+
+# ---- training through the tab's trainer panel (the same fields as standalone) -----------------
+
+RUN_MS = 240_000  # a whole tiny run in a WebUI on a busy 2-core machine
+
+
+def fill_trainer(page, method: str, **fields) -> None:
+    """Our Train sub-tab: choose the method, type each field (`stp_train_<key>`)."""
+    page.locator(f"{TAB} #stp_tabs .tab-nav button", has_text="Train").first.click()
+    page.locator(f'{TAB} #stp_train_method input[type=radio][value="{method}"]').click()
+    for key, value in fields.items():
+        if isinstance(value, bool):
+            box = page.locator(f"{TAB} #stp_train_{key} input[type=checkbox]").first
+            if box.is_checked() != value:
+                box.click()
+        else:
+            page.locator(f"{TAB} #stp_train_{key} input, {TAB} #stp_train_{key} textarea").first.fill(str(value))
+
+
+def job_box(page):
+    return page.locator(f"{TAB} #stp_train_progress .stp-progress").first
+
+
+def start_and_wait(page, end=("done", "stopped", "error"), timeout: float = RUN_MS) -> str:
+    """Click Start, wait for a new job to begin and end; returns its final state."""
+    import re
+    from playwright.sync_api import expect
+    before = job_box(page).get_attribute("data-job")
+    page.locator(f"{TAB} #stp_train_start").first.click()
+    other = re.compile(rf"^(?!{before}$)\d+$" if before else r"^\d+$")
+    expect(job_box(page)).to_have_attribute("data-job", other, timeout=60_000)
+    expect(job_box(page)).to_have_attribute("data-state", re.compile("^(" + "|".join(end) + ")$"), timeout=timeout)
+    return job_box(page).get_attribute("data-state")
+
+
+def result_text(page) -> str:
+    return page.locator(f"{TAB} #stp_train_result .stp-result").first.inner_text()
+
+
+def placed_path(page) -> str:
+    """Where the WebUI's folders got the run's file (the host's after_job)."""
+    return page.locator(f"{TAB} #stp_train_result .stp-placed-path").first.inner_text()

@@ -18,7 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "sd_trainplan"
-HOST_PATH = ["models/ldm_adapter.py", "models/tiny_ldm.py", "train", "plan", "models/adapter.py",
+HOST_PATH = ["models/ldm_adapter.py", "models/sgm_adapter.py", "models/split_attention.py", "models/tiny_ldm.py",
+             "train", "plan", "models/adapter.py",
              "models/token_splice.py", "models/clip_vocab.py", "models/ldm_names.py", "host", "ui"]
 # run by the WebUI itself: its installer hook and the script it loads at start-up
 HOST_ENTRY = ["install.py", "scripts/trainplan.py"]

@@ -1,7 +1,8 @@
-"""Mirrors modules/lowvram.py (v1.10.1) for SD1/SD2 models: --medvram/--lowvram keep the big
-parts on the CPU and a forward pre-hook `send_me_to_gpu` on each moves it to the GPU (sending
-the previous one back); the VAE's encode/decode are wrapped on its instance to do the same.
-Left out: depth/embedder models, SDXL and the medvram_fields/medvram_modules protocol."""
+"""Mirrors modules/lowvram.py (v1.10.1) for SD1/SD2 and SDXL models: --medvram/--lowvram keep the
+big parts on the CPU and a forward pre-hook `send_me_to_gpu` on each moves it to the GPU (sending
+the previous one back); the VAE's encode/decode are wrapped on its instance to do the same; SDXL's
+whole conditioner is one part. Left out: depth/embedder models and the
+medvram_fields/medvram_modules protocol."""
 import torch
 
 from modules import devices, shared
@@ -57,10 +58,11 @@ def setup_for_low_vram(sd_model, use_medvram):
         send_me_to_gpu(vae, None)
         return vae_decode(z)
 
-    cs = sd_model.cond_stage_model
-    is_sd2 = hasattr(cs, "model")
-    text_field = "model" if is_sd2 else "transformer"
-    keep_on_cpu = [(sd_model, "first_stage_model"), (sd_model, "model"), (cs, text_field)]
+    is_sdxl = hasattr(sd_model, "conditioner")
+    cs = sd_model.conditioner if is_sdxl else sd_model.cond_stage_model
+    text_field = "model" if hasattr(cs, "model") else "transformer"
+    keep_on_cpu = [(sd_model, "first_stage_model"), (sd_model, "model"),
+                   (sd_model, "conditioner") if is_sdxl else (cs, text_field)]
     stored = [getattr(obj, field) for obj, field in keep_on_cpu]
     for obj, field in keep_on_cpu:
         setattr(obj, field, None)
@@ -68,9 +70,12 @@ def setup_for_low_vram(sd_model, use_medvram):
     for (obj, field), module in zip(keep_on_cpu, stored):
         setattr(obj, field, module)
 
-    text = getattr(cs, text_field)
-    text.register_forward_pre_hook(send_me_to_gpu)
-    parents[text] = cs
+    if is_sdxl:
+        sd_model.conditioner.register_forward_pre_hook(send_me_to_gpu)
+    else:
+        text = getattr(cs, text_field)
+        text.register_forward_pre_hook(send_me_to_gpu)
+        parents[text] = cs
     vae.register_forward_pre_hook(send_me_to_gpu)
     vae.encode = first_stage_model_encode_wrap
     vae.decode = first_stage_model_decode_wrap

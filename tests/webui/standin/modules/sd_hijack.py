@@ -1,7 +1,9 @@
-"""Mirrors modules/sd_hijack.py (v1.10.1) for SD1: model_hijack holds the embedding database;
-hijack(m) wraps the CLIP token embedding in EmbeddingsWithFixes and the cond stage in
-FrozenCLIPEmbedderWithCustomWords; undo_hijack takes both off. Left out: attention
-optimisations, SD2/SDXL/XLMR branches, circular padding."""
+"""Mirrors modules/sd_hijack.py (v1.10.1) for SD1 and SDXL: model_hijack holds the embedding
+database; hijack(m) wraps each CLIP token embedding in EmbeddingsWithFixes (SDXL's OpenCLIP one
+with textual_inversion_key 'clip_g') and each text encoder in the WebUI's wrapper (SD1: the cond
+stage; SDXL: the conditioner's embedders, and the conditioner becomes cond_stage_model);
+undo_hijack takes them off (SD1). Left out: attention optimisations, SD2/XLMR branches, circular
+padding."""
 import torch
 
 from modules import devices, sd_hijack_clip
@@ -20,6 +22,22 @@ class StableDiffusionModelHijack:
         self.embedding_db.add_embedding_dir(cmd_opts.embeddings_dir)
 
     def hijack(self, m):
+        conditioner = getattr(m, "conditioner", None)
+        if conditioner:
+            from modules import sd_hijack_open_clip
+            for i, embedder in enumerate(conditioner.embedders):
+                typename = type(embedder).__name__
+                if typename == "FrozenCLIPEmbedder":
+                    emb = embedder.transformer.text_model.embeddings
+                    emb.token_embedding = EmbeddingsWithFixes(emb.token_embedding, self)
+                    conditioner.embedders[i] = sd_hijack_clip.FrozenCLIPEmbedderForSDXLWithCustomWords(embedder, self)
+                if typename == "FrozenOpenCLIPEmbedder2":
+                    embedder.model.token_embedding = EmbeddingsWithFixes(embedder.model.token_embedding, self,
+                                                                         textual_inversion_key="clip_g")
+                    conditioner.embedders[i] = sd_hijack_open_clip.FrozenOpenCLIPEmbedder2WithCustomWords(embedder, self)
+            m.cond_stage_model = conditioner
+            self.clip = m.cond_stage_model
+            return
         emb = m.cond_stage_model.transformer.text_model.embeddings
         emb.token_embedding = EmbeddingsWithFixes(emb.token_embedding, self)
         m.cond_stage_model = sd_hijack_clip.FrozenCLIPEmbedderWithCustomWords(m.cond_stage_model, self)

@@ -3,8 +3,11 @@ the WebUI's text stage. It tokenizes each prompt itself (weights from prompt_par
 into chunks of 75 tokens (+ start/end), replaces the name of an embedding found in
 `hijack.embedding_db` by as many placeholder tokens as it has vectors and records a fix
 (offset, embedding) that EmbeddingsWithFixes applies inside the token embedding; clip skip
-(CLIP_stop_at_last_layers) and the emphasis option act on the output. Left out: the comma
-back-tracking at a chunk's end, TI hashes in infotext, SD2/SDXL variants."""
+(CLIP_stop_at_last_layers) and the emphasis option act on the output. SDXL: the encoder returns the
+chunks' pooled output too when its wrapped encoder does (`return_pooled`), ids after the end token
+become `id_pad` where it differs, and FrozenCLIPEmbedderForSDXLWithCustomWords reads the hidden
+layer the sgm config names. Left out: the comma back-tracking at a chunk's end, TI hashes in
+infotext, the SD2 variant (sd_hijack_open_clip.py holds SDXL's OpenCLIP one)."""
 import math
 from collections import namedtuple
 
@@ -28,8 +31,12 @@ class FrozenCLIPEmbedderWithCustomWords(torch.nn.Module):
         self.chunk_length = 75
         self.is_trainable = getattr(wrapped, "is_trainable", False)
         self.input_key = getattr(wrapped, "input_key", "txt")
-        self.return_pooled = False
-        self.tokenizer = wrapped.tokenizer
+        self.return_pooled = getattr(wrapped, "return_pooled", False)
+        self.legacy_ucg_val = None  # for sgm's GeneralConditioner
+        self.set_tokens()
+
+    def set_tokens(self):
+        self.tokenizer = self.wrapped.tokenizer
         vocab = self.tokenizer.get_vocab()
         self.comma_token = vocab.get(",</w>", None)
         self.id_start = self.tokenizer.bos_token_id
@@ -105,17 +112,26 @@ class FrozenCLIPEmbedderWithCustomWords(torch.nn.Module):
             batch_chunk = [c[i] if i < len(c) else self.empty_chunk() for c in batch_chunks]
             self.hijack.fixes = [x.fixes for x in batch_chunk]
             zs.append(self.process_tokens([x.tokens for x in batch_chunk], [x.multipliers for x in batch_chunk]))
+        if self.return_pooled:
+            return torch.hstack(zs), zs[0].pooled
         return torch.hstack(zs)
 
     def process_tokens(self, remade_batch_tokens, batch_multipliers):
         tokens = torch.asarray(remade_batch_tokens).to(devices.device)
+        if self.id_end != self.id_pad:  # SD2/SDXL's OpenCLIP pads with 0 after the end token
+            for b in range(len(remade_batch_tokens)):
+                tokens[b, remade_batch_tokens[b].index(self.id_end) + 1:] = self.id_pad
         z = self.encode_with_transformers(tokens)
+        pooled = getattr(z, "pooled", None)
         emphasis = sd_emphasis.get_current_option(opts.emphasis)()
         emphasis.tokens = remade_batch_tokens
         emphasis.multipliers = torch.asarray(batch_multipliers).to(devices.device)
         emphasis.z = z
         emphasis.after_transformers()
-        return emphasis.z
+        z = emphasis.z
+        if pooled is not None:
+            z.pooled = pooled
+        return z
 
     def encode_with_transformers(self, tokens):
         outputs = self.wrapped.transformer(input_ids=tokens, output_hidden_states=-opts.CLIP_stop_at_last_layers)
@@ -128,3 +144,13 @@ class FrozenCLIPEmbedderWithCustomWords(torch.nn.Module):
         layer = self.wrapped.transformer.text_model.embeddings
         ids = self.wrapped.tokenizer(init_text, max_length=nvpt, return_tensors="pt", add_special_tokens=False)["input_ids"]
         return layer.token_embedding.wrapped(ids.to(layer.token_embedding.wrapped.weight.device)).squeeze(0)
+
+
+class FrozenCLIPEmbedderForSDXLWithCustomWords(FrozenCLIPEmbedderWithCustomWords):
+    def encode_with_transformers(self, tokens):
+        outputs = self.wrapped.transformer(input_ids=tokens, output_hidden_states=self.wrapped.layer == "hidden")
+        if opts.sdxl_clip_l_skip is True:
+            return outputs.hidden_states[-opts.CLIP_stop_at_last_layers]
+        if self.wrapped.layer == "last":
+            return outputs.last_hidden_state
+        return outputs.hidden_states[self.wrapped.layer_idx]

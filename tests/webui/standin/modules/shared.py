@@ -22,7 +22,7 @@ def default_opts():
         "textual_inversion_print_at_load": OptionInfo(False), "lora_functional": OptionInfo(False),
         "live_previews_image_format": OptionInfo("png"), "memmon_poll_rate": OptionInfo(8),
         "profiling_enable": OptionInfo(False), "profiling_filename": OptionInfo("trace.json"),
-        "fp8_storage": OptionInfo("Disable"),
+        "fp8_storage": OptionInfo("Disable"), "sdxl_clip_l_skip": OptionInfo(False),
     }
     return options.Options(labels)
 

@@ -1,0 +1,338 @@
+"""From Start to a usable file (issue 16): whole runs of the trainers people use, beside ours.
+
+Each trainer runs as its user runs it, one process at a time, on the same random SD1.5-size model
+saved as a diffusers folder (read from the page cache by every run), the same 8 images at 512 px and
+the same settings (bf16 mixed precision, constant LR, no text-encoder training, no prior preservation,
+no validation, no intermediate checkpoints). Timings are read off each process's own output as it
+arrives, with a time stamp per line (the diffusers scripts refresh their progress bar every update and
+read the loss with .item() each update; ours prints at its log steps and once after the first update):
+
+- first update: from the process's start to its first finished update
+- steady ms/update: between the first logged update at or past a quarter of the run and the last one
+- last update -> file: from the last update to the newest file of the result (its mtime)
+- last update -> exit, and the whole wall time
+- GPU peak: the device's memory in use (NVML, every 50 ms) above what it held before the process
+
+Trainers: `ours` (this checkout, `python -m sd_trainplan train`), `base` (the same command on the code
+at --base-root: the baseline), `diffusers` (the v0.31.0 example scripts train_dreambooth.py,
+train_dreambooth_lora.py and textual_inversion.py, unmodified, from --diffusers DIR; fetched, never
+committed), `kohya` (sd-scripts' train_db.py / train_network.py from --kohya DIR). `ours:NAME=VALUE`
+runs ours with one more training flag (e.g. ours:cudnn-benchmark=off).
+
+  python bench/peer_bench.py --work /tmp/peer --out bench/results/peer.json
+      [--cases db1-120,lora4-120,ti4-220,db4-220,db1-1600] [--trainers ours,diffusers,base]
+      [--base-root DIR] [--diffusers DIR] [--kohya DIR] [--kohya-site DIR]
+      [--tiny]   a CPU smoke run: the tiny model at 64 px, a few updates
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = {"db1-120": ("dreambooth", 1, 120), "db4-220": ("dreambooth", 4, 220), "lora4-120": ("lora", 4, 120),
+         "ti4-220": ("ti", 4, 220), "db1-1600": ("dreambooth", 1, 1600)}
+LR = {"dreambooth": 5e-6, "lora": 1e-4, "ti": 5e-4}
+DIFFUSERS_SCRIPT = {"dreambooth": "train_dreambooth.py", "lora": "train_dreambooth_lora.py",
+                    "ti": "textual_inversion.py"}
+
+
+# ---- inputs: the model folder and the images ------------------------------------------------------
+
+MAKE_MODEL = r"""
+import sys, torch
+from sd_trainplan.models.load import random_model
+from sd_trainplan.models.tiny_diffusers import save_tiny_folder
+if sys.argv[2] == "tiny":
+    save_tiny_folder(sys.argv[1])
+else:
+    random_model("sd1", "cuda" if torch.cuda.is_available() else "cpu", torch.float32).save_folder(sys.argv[1])
+"""
+
+
+def prepare(work: Path, tiny: bool, env: dict):
+    """(model folder, image folder, kohya's image folder), made once per work folder."""
+    model, images, kohya = work / "model", work / "images", work / "kohya-images"
+    if not (model / "model_index.json").is_file():
+        subprocess.run([sys.executable, "-c", MAKE_MODEL, str(model), "tiny" if tiny else "sd1"], check=True,
+                       env=env, cwd=ROOT)
+    if not images.is_dir():
+        from PIL import Image
+        import numpy as np
+        images.mkdir(parents=True)
+        size = 64 if tiny else 512
+        rng = np.random.default_rng(0)
+        for i in range(8):  # smooth colour fields with noise: something a VAE encodes like a photo
+            base = rng.integers(0, 255, (4, 4, 3)).astype(np.uint8)
+            img = Image.fromarray(base).resize((size, size), Image.BICUBIC)
+            arr = np.asarray(img).astype(np.int16) + rng.integers(-12, 12, (size, size, 3))
+            Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(images / f"{i:02d}.png")
+    if not kohya.is_dir():
+        (kohya / "1_sks dog").mkdir(parents=True)  # kohya: <repeats>_<token class> folders
+        for p in sorted(images.iterdir()):
+            os.symlink(p, kohya / "1_sks dog" / p.name)
+    return model, images, kohya
+
+
+# ---- each trainer's command -----------------------------------------------------------------------
+
+def ours_cmd(case: str, model: Path, images: Path, out: Path, res: int, steps: int, extra: List[str]) -> List[str]:
+    method, bs, _ = CASES[case]
+    return [sys.executable, "-m", "sd_trainplan", "train", "--method", method, "--model", str(model),
+            "--data", str(images), "--batch-size", str(bs), "--steps", str(steps), "--lr", str(LR[method]),
+            "--scheduler", "constant", "--resolution", str(res), "--token", "sks", "--init-word", "dog",
+            "--instance-prompt", "a photo of [name] dog", "--rank", "4", "--alpha", "4", "--seed", "0",
+            "--output", str(out), "--name", case] + extra
+
+
+def diffusers_cmd(case: str, model: Path, images: Path, out: Path, res: int, steps: int, folder: Path,
+                  gpu: bool) -> List[str]:
+    method, bs, _ = CASES[case]
+    cmd = [sys.executable, str(folder / DIFFUSERS_SCRIPT[method]), "--pretrained_model_name_or_path", str(model),
+           "--resolution", str(res), "--train_batch_size", str(bs), "--max_train_steps", str(steps),
+           "--learning_rate", str(LR[method]), "--lr_scheduler", "constant", "--lr_warmup_steps", "0",
+           "--output_dir", str(out), "--checkpointing_steps", "1000000", "--seed", "0",
+           "--mixed_precision", "bf16" if gpu else "no"]
+    if method == "ti":
+        return cmd + ["--train_data_dir", str(images), "--learnable_property", "object", "--placeholder_token",
+                      "<sks>", "--initializer_token", "dog", "--save_steps", "1000000"]
+    cmd += ["--instance_data_dir", str(images), "--instance_prompt", "a photo of sks dog"]
+    return cmd + (["--rank", "4"] if method == "lora" else [])
+
+
+def kohya_cmd(case: str, model: Path, kohya_images: Path, out: Path, res: int, steps: int, folder: Path,
+              gpu: bool) -> Optional[List[str]]:
+    method, bs, _ = CASES[case]
+    if method == "ti":
+        return None  # the SD1.5 textual inversion script was not part of this comparison
+    script = "train_db.py" if method == "dreambooth" else "train_network.py"
+    cmd = [sys.executable, str(folder / script), "--pretrained_model_name_or_path", str(model),
+           "--train_data_dir", str(kohya_images), "--resolution", f"{res},{res}",
+           "--train_batch_size", str(bs), "--max_train_steps", str(steps), "--learning_rate", str(LR[method]),
+           "--lr_scheduler", "constant", "--output_dir", str(out), "--output_name", case, "--save_model_as",
+           "safetensors", "--mixed_precision", "bf16" if gpu else "no", "--save_precision", "fp16", "--seed", "0",
+           "--sdpa", "--cache_latents", "--optimizer_type", "AdamW", "--max_data_loader_n_workers", "0"]
+    if method == "lora":
+        cmd += ["--network_module", "networks.lora", "--network_dim", "4", "--network_alpha", "4",
+                "--network_train_unet_only"]
+    return cmd
+
+
+# ---- one run, timed from its output ---------------------------------------------------------------
+
+class GpuPeak(threading.Thread):
+    """Device memory in use, every 50 ms (NVML), while the process runs; None without NVML."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak, self.base, self.running = None, None, True
+        try:
+            import pynvml
+            pynvml.nvmlInit()
+            self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
+            self.base = self.used()
+        except Exception:  # noqa: BLE001 - no NVML (a CPU machine): no memory figure
+            self.nvml = None
+
+    def used(self) -> int:
+        return self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used
+
+    def run(self) -> None:
+        while self.running and self.nvml is not None:
+            u = self.used()
+            self.peak = u if self.peak is None else max(self.peak, u)
+            time.sleep(0.05)
+
+    def gib(self) -> Optional[float]:
+        return None if self.peak is None else round((self.peak - self.base) / 2**30, 2)
+
+
+def run_process(cmd: List[str], env: dict, cwd: Path, limit: float):
+    """(exit code, start, end, [(time, text)] for each line or carriage-return segment of the output,
+    GPU peak GiB). A run still going after `limit` seconds is killed."""
+    mem = GpuPeak()
+    mem.start()
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    killer = threading.Timer(limit, proc.kill)
+    killer.start()
+    # A segment is stamped when its first bytes arrive, not when the separator after it does: a
+    # progress bar's "\r[###] 120/120" stays unterminated until the process writes something else.
+    segs, buf, began = [], b"", 0.0
+    while True:
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        now = time.time()
+        if not chunk:
+            break
+        parts = re.split(rb"[\r\n]", buf + chunk)
+        rest = parts.pop()
+        for i, part in enumerate(parts):
+            if part.strip():
+                segs.append((began if i == 0 and buf else now, part.decode("utf-8", "replace")))
+        began = now if parts or not buf else began  # when the unterminated rest began to arrive
+        buf = rest
+    rc = proc.wait()
+    killer.cancel()
+    t1 = time.time()
+    if buf.strip():
+        segs.append((began, buf.decode("utf-8", "replace")))
+    mem.running = False
+    mem.join()
+    return rc, t0, t1, segs, mem.gib()
+
+
+TQDM = re.compile(r"(?:Steps|steps):\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
+OURS = re.compile(r"^\[[# ]*\] (\d+)/(\d+)")
+
+
+def progress(trainer: str, segs, total: int) -> Dict[int, float]:
+    """Update number -> the time it was first shown."""
+    pat = OURS if trainer.startswith(("ours", "base")) else TQDM
+    seen: Dict[int, float] = {}
+    for t, text in segs:
+        m = pat.search(text)
+        if m and int(m.group(2)) == total:
+            seen.setdefault(int(m.group(1)), t)
+    seen.pop(0, None)
+    return seen
+
+
+def newest_file(folder: Path, skip=("logs", "checkpoints", "timings.json", "metrics.jsonl", "config.toml",
+                                    "config.json")) -> Optional[float]:
+    times = [p.stat().st_mtime for p in folder.rglob("*") if p.is_file()
+             and not any(part in skip for part in p.relative_to(folder).parts)]
+    return max(times) if times else None
+
+
+def measure(trainer: str, segs, t0: float, t1: float, total: int, out: Path) -> dict:
+    seen = progress(trainer, segs, total)
+    first = next((t for t, s in segs if s.startswith("prepare: first update done")), None) \
+        if trainer.startswith(("ours", "base")) else None
+    first_n = 1 if first is not None else min(seen, default=None)  # the baseline logs every 10th only
+    first = first or (seen[first_n] if seen else None)
+    last = seen.get(total)
+    start_n = min((n for n in seen if n >= total / 4 and n < total), default=None)
+    steady = None if last is None or start_n is None else 1000 * (last - seen[start_n]) / (total - start_n)
+    newest = newest_file(out)
+    return {"first_update_s": None if first is None else round(first - t0, 2), "first_update_read_at": first_n,
+            "steady_ms": None if steady is None else round(steady, 1),
+            "steady_from": start_n,
+            "last_update_to_file_s": None if last is None or newest is None else round(newest - last, 2),
+            "last_update_to_exit_s": None if last is None else round(t1 - last, 2),
+            "wall_s": round(t1 - t0, 2)}
+
+
+def warm_page_cache(folder: Path) -> None:
+    for p in folder.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                while f.read(1 << 24):
+                    pass
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", default="/tmp/peer")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "peer.json"))
+    ap.add_argument("--cases", default="db1-120,lora4-120,ti4-220,db4-220,db1-1600")
+    ap.add_argument("--trainers", default="ours,diffusers")
+    ap.add_argument("--base-root", help="the baseline checkout (trainer 'base')")
+    ap.add_argument("--diffusers", default=str(ROOT / ".peer" / "diffusers"))
+    ap.add_argument("--kohya", default=str(ROOT / ".peer" / "kohya"))
+    ap.add_argument("--kohya-site", help="site folder with kohya's pinned packages (first on its PYTHONPATH)")
+    ap.add_argument("--only", help="run only these trainer/case pairs, e.g. ours/db1-120,diffusers/db1-120")
+    ap.add_argument("--limit", type=float, default=400, help="seconds before a run is killed")
+    ap.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny model, 64 px, 3 updates")
+    ap.add_argument("--note", default="")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false")
+    site = os.environ.get("PYTHONPATH", "")
+    gpu = not args.tiny
+    res = 64 if args.tiny else 512
+    model, images, kohya_images = prepare(work, args.tiny, dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), site])))
+    pairs = [(t, c) for c in args.cases.split(",") for t in args.trainers.split(",")]
+    if args.only:
+        wanted = {tuple(x.split("/")) for x in args.only.split(",")}
+        pairs = [p for p in pairs if p in wanted]
+    report = {"date": time.strftime("%Y-%m-%d"), "note": args.note, "device": device_name(), "runs": [],
+              "settings": {"resolution": res, "images": 8, "lr": LR, "precision": "bf16" if gpu else "fp32"}}
+    out_path = Path(args.out)
+    for trainer, case in pairs:
+        method, bs, steps = CASES[case]
+        steps = 3 if args.tiny else steps
+        dest = work / "out" / f"{trainer.replace(':', '_').replace('=', '_')}-{case}"
+        subprocess.run(["rm", "-rf", str(dest)], check=True)
+        dest.mkdir(parents=True)
+        name = trainer.split(":")[0]
+        if name in ("ours", "base"):
+            root = ROOT if name == "ours" else Path(args.base_root)
+            extra = []
+            if ":" in trainer:
+                flag, value = trainer.split(":", 1)[1].split("=")
+                extra = [f"--{flag}", value]
+            cmd, cwd = ours_cmd(case, model, images, dest, res, steps, extra), root
+            run_env = dict(env, PYTHONPATH=os.pathsep.join([str(root), site]))
+        elif name == "diffusers":
+            cmd, cwd = diffusers_cmd(case, model, images, dest, res, steps, Path(args.diffusers), gpu), dest
+            run_env = env
+        elif name == "kohya":
+            cmd, cwd = kohya_cmd(case, model, kohya_images, dest, res, steps, Path(args.kohya), gpu), Path(args.kohya)
+            run_env = dict(env, PYTHONPATH=os.pathsep.join([p for p in (args.kohya_site, args.kohya, site) if p]))
+        else:
+            raise SystemExit(f"--trainers: unknown trainer {trainer}")
+        if cmd is None:
+            continue
+        warm_page_cache(model)
+        print(f"== {trainer} {case}: {' '.join(cmd[1:3])} ...", flush=True)
+        rc, t0, t1, segs, gib = run_process(cmd, run_env, cwd, args.limit)
+        row = {"trainer": trainer, "case": case, "method": method, "batch_size": bs, "updates": steps, "rc": rc,
+               **measure(trainer, segs, t0, t1, steps, dest), "gpu_peak_gib": gib,
+               "cmd": " ".join(cmd[1:])}
+        timings = next(dest.rglob("timings.json"), None)
+        if timings is not None:
+            row["phases"] = json.loads(timings.read_text())["seconds"]
+        if rc != 0 or row["steady_ms"] is None:
+            row["tail"] = "\n".join(s for _, s in segs[-40:])[-4000:]
+        report["runs"].append(row)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("cmd", "tail")}), flush=True)
+        if "tail" in row:
+            print(row["tail"], flush=True)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(report, indent=1))
+        subprocess.run(["rm", "-rf", str(dest)], check=True)  # a DB export is 2-4 GB: keep the disk free
+    print(table(report["runs"]))
+    return 0
+
+
+def device_name() -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        return out.stdout.strip() or "cpu"
+    except (OSError, subprocess.SubprocessError):
+        return "cpu"
+
+
+def table(runs: List[dict]) -> str:
+    head = "| trainer | case | rc | first update s | steady ms/update | last update -> file s | -> exit s | wall s | GPU GiB |"
+    lines = [head, "|" + "---|" * 9]
+    for r in runs:
+        lines.append(f"| {r['trainer']} | {r['case']} | {r['rc']} | {r['first_update_s']} | {r['steady_ms']} |"
+                     f" {r['last_update_to_file_s']} | {r['last_update_to_exit_s']} | {r['wall_s']} |"
+                     f" {r['gpu_peak_gib']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""A diffusers folder's weights straight onto the training device, each part in the dtype it trains in.
+
+`from_pretrained` builds a part in fp32 on the CPU and fills it from the file; the adapter then moved
+it to the GPU and cast it, and Dreambooth cast its UNet back to fp32 from those bf16 values (masters
+rounded to bf16 before the first update). Here a part is built with its parameters on no device at all
+(accelerate's init_empty_weights, as diffusers itself does), and each tensor of the folder's
+safetensors file goes to the device once, is cast there when its dtype differs (fp32 masters stay the
+file's values) and becomes the parameter itself. On an H200 the SD1.5 load took about 11 s before
+(issue 16); see docs/PERFORMANCE.md for now.
+
+Only the plain layout is read this way: one `*.safetensors` file per part (or shards named by its
+index), whose tensors are exactly the part's parameters and persistent buffers. Anything else (.bin
+weights, old attention key names that from_pretrained renames, missing or extra keys) returns None,
+and the caller loads that part with from_pretrained.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import torch
+from torch import nn
+
+WEIGHTS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
+
+
+def weight_files(part_dir: Path, stem: str) -> Optional[List[Path]]:
+    single = part_dir / f"{stem}.safetensors"
+    if single.is_file():
+        return [single]
+    index = part_dir / f"{stem}.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [part_dir / n for n in names]
+        return files if all(f.is_file() for f in files) else None
+    return None
+
+
+def load_part(build: Callable[[], nn.Module], part_dir: Path, stem: str, device: torch.device,
+              dtype: torch.dtype) -> Optional[nn.Module]:
+    """build() makes the part from its config; None when the folder's files are not the plain layout."""
+    files = weight_files(part_dir, stem)
+    if files is None:
+        return None
+    from accelerate import init_empty_weights
+    from safetensors import safe_open
+    with init_empty_weights(include_buffers=False):  # parameters without memory; buffers real (small)
+        model = build()
+    expected = set(model.state_dict())
+    buffers = {name for name, _ in model.named_buffers()}
+    with ExitStack() as stack:
+        opened = [stack.enter_context(safe_open(str(f), framework="pt")) for f in files]
+        where = {k: f for f in opened for k in f.keys()}
+        extra = set(where) - expected
+        if expected - set(where) or extra - buffers:  # a renamed or missing tensor: from_pretrained knows more
+            return None
+        state = {}
+        for name in sorted(expected):
+            t = where[name].get_tensor(name).to(device)  # in the file's dtype across, then cast on the device
+            state[name] = t.to(dtype) if t.is_floating_point() else t
+    model.load_state_dict(state, assign=True)  # the loaded tensors become the parameters: no second copy
+    return model.to(device)  # the buffers that are not in the file (computed at build time)
+
+
+def load_folder_parts(path: Path, device: torch.device, dtypes: dict):
+    """(unet, vae, text_encoder) from a diffusers folder, each None where its files need from_pretrained."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    builders = {
+        "unet": lambda: UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(path / "unet"))),
+        "vae": lambda: AutoencoderKL.from_config(AutoencoderKL.load_config(str(path / "vae"))),
+        "text_encoder": lambda: CLIPTextModel(CLIPTextConfig.from_pretrained(str(path / "text_encoder"))),
+    }
+    return tuple(load_part(builders[p], path / p, WEIGHTS[p], device, dtypes[p])
+                 for p in ("unet", "vae", "text_encoder"))

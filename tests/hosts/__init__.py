@@ -1,0 +1,1 @@
+"""Tests in the real WebUIs (a package, so its conftest does not shadow tests/conftest.py)."""
