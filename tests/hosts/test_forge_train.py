@@ -16,11 +16,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from ui_harness import pick_radio, type_into
-from webui_page import TAB, open_tab
+from webui_page import TAB, fill_trainer, job_box, open_tab, placed_path, result_text, start_and_wait
 
 pytestmark = [pytest.mark.hosts, pytest.mark.browser]
 RUN = 240_000  # ms: a short run, its export and Forge's bookkeeping on a busy 2-core machine
+COMMON = dict(resolution=64, batch_size=2, instance_prompt="[name] [filewords]")
 PROMPT = "a red circle"  # the random CLIP gives finite conditioning for it (shared/hosts/README.md)
 
 STATE = """
@@ -61,24 +61,18 @@ def page(forge, browser):
     page.close()
 
 
-def job(page):
-    return page.locator(f"{TAB} #stp_train_progress .stp-progress").first
-
-
-def train_in_tab(page, method: str, wait: str = "done", **fields):
-    """The Train tab: the method, the fields typed in, Start; waits until the job ends as `wait`."""
-    page.locator(f"{TAB} #stp_tabs .tab-nav button", has_text="Train").first.click()
-    pick_radio(page, "stp_train_method", method)
-    for key, value in {"resolution": "64", "batch_size": "2", "instance_prompt": "[name] [filewords]",
-                       **fields}.items():
-        type_into(page, f"stp_train_{key}", str(value))
-    before = job(page).get_attribute("data-job")
-    page.locator(f"{TAB} #stp_train_start").first.click()
-    other = re.compile(rf"^(?!{before}$)\d+$" if before else r"^\d+$")
-    expect(job(page)).to_have_attribute("data-job", other, timeout=60_000)
-    if wait:
-        expect(job(page)).to_have_attribute("data-state", wait, timeout=RUN)
-    return job(page)
+def train_in_tab(page, method: str, wait=("done",), **fields):
+    """The Train tab: the method, the fields typed in, Start; with `wait`, until the job ends so."""
+    fill_trainer(page, method, **{**COMMON, **fields})
+    if not wait:  # started: a new job on the page, still running
+        before = job_box(page).get_attribute("data-job")
+        page.locator(f"{TAB} #stp_train_start").first.click()
+        expect(job_box(page)).to_have_attribute("data-job", re.compile(rf"^(?!{before}$)\d+$" if before else r"^\d+$"),
+                                                timeout=60_000)
+        return job_box(page)
+    state = start_and_wait(page, end=wait)
+    assert state in wait, result_text(page)
+    return job_box(page)
 
 
 def test_textual_inversion_embedding_is_used_by_txt2img_at_once_and_the_model_is_unchanged(forge, page, data):
@@ -93,7 +87,7 @@ def test_textual_inversion_embedding_is_used_by_txt2img_at_once_and_the_model_is
 
     train_in_tab(page, "ti", data=data, steps=3, lr="0.05", token=token, name="forge-ti")
     embedding = forge.data / "embeddings" / f"{token}.safetensors"
-    expect(page.locator(f"{TAB} #stp_train_result")).to_contain_text(str(embedding))
+    assert placed_path(page) == str(embedding)
     assert model_state(forge) == before  # bit-identical, still inference tensors, no hook left
 
     from safetensors.torch import load_file
@@ -106,9 +100,8 @@ def test_textual_inversion_embedding_is_used_by_txt2img_at_once_and_the_model_is
 
     # The same token again: the run stops with a message once the model is prepared (an error mid-run);
     # the model is left as it was all the same.
-    state = train_in_tab(page, "ti", wait="error", data=data, steps=3, token=token, name="forge-ti-again")
-    expect(page.locator(f"{TAB} #stp_train_result")).to_contain_text(f"an embedding named '{token}' is already")
-    assert state.get_attribute("data-state") == "error"
+    train_in_tab(page, "ti", wait=("error",), data=data, steps=3, token=token, name="forge-ti-again")
+    assert f"an embedding named '{token}' is already" in result_text(page)
     assert model_state(forge) == before
 
 
@@ -116,8 +109,7 @@ def test_lora_loads_in_forge_with_every_key_matched_and_the_model_is_unchanged(f
     before = model_state(forge)
     plain = digest(forge.txt2img(PROMPT))
     train_in_tab(page, "lora", data=data, steps=3, lr="0.01", token="stp", name="forge-lora")
-    lora = forge.data / "models" / "Lora" / "forge-lora.safetensors"
-    expect(page.locator(f"{TAB} #stp_train_result")).to_contain_text(str(lora))
+    assert placed_path(page) == str(forge.data / "models" / "Lora" / "forge-lora.safetensors")
     assert model_state(forge) == before
 
     log_from = len(forge.log())
@@ -136,8 +128,7 @@ def test_dreambooth_checkpoint_is_listed_and_loads_and_the_loaded_model_is_put_b
     before = model_state(forge)
     plain = digest(forge.txt2img(PROMPT))
     train_in_tab(page, "dreambooth", data=data, steps=2, lr="0.0001", token="stp", name="forge-db")
-    ckpt = forge.data / "models" / "Stable-diffusion" / "forge-db.safetensors"
-    expect(page.locator(f"{TAB} #stp_train_result")).to_contain_text(str(ckpt))
+    assert placed_path(page) == str(forge.data / "models" / "Stable-diffusion" / "forge-db.safetensors")
     assert model_state(forge) == before  # trained in place, put back exactly
     assert digest(forge.txt2img(PROMPT)) == plain
 
@@ -159,7 +150,7 @@ def test_interrupt_stops_a_run_shown_in_forges_progress_bar_and_the_model_is_put
     """A Dreambooth run (the one that changes the weights) followed in Forge's own progress bar and
     live preview, stopped with the tab's Interrupt (shared.state.interrupt, as Forge's own button)."""
     before = model_state(forge)
-    state = train_in_tab(page, "dreambooth", wait="", data=data, steps=200, lr="0.0001", token="stp",
+    state = train_in_tab(page, "dreambooth", wait=(), data=data, steps=200, lr="0.0001", token="stp",
                          name="forge-stop", sample_every=1, sample_steps=2)
     expect(state).to_have_attribute("data-step", re.compile(r"^([2-9]|\d\d+)$"), timeout=RUN)
     bar = page.locator(f"{TAB} #stp_webui_progress_box .progressDiv .progress").first
@@ -198,8 +189,8 @@ def test_what_cannot_train_cleanly_is_refused_with_a_message(forge, page, data):
         forge.txt2img(PROMPT)  # Forge reloads the model with the UNet stored in fp8
         assert "float8_e4m3fn" in forge.log().rsplit("K-Model Created", 1)[-1].splitlines()[0]
         before = model_state(forge)
-        train_in_tab(page, "lora", wait="error", data=data, steps=2, token="stp", name="forge-fp8")
-        expect(page.locator(f"{TAB} #stp_train_result")).to_contain_text("Diffusion in Low Bits")
+        train_in_tab(page, "lora", wait=("error",), data=data, steps=2, token="stp", name="forge-fp8")
+        assert "Diffusion in Low Bits" in result_text(page)
         assert model_state(forge) == before
     finally:
         forge.py(LOW_BITS.format(choice="Automatic"))
