@@ -33,6 +33,8 @@ def train_status() -> Dict[str, Any]:
 
 
 def on_app_started(demo, app) -> None:
+    from ..ui.gradio_endpoints import describe
+    describe(demo)  # gradio 4 (Forge): the tab's events described to the browser client, with or without --api
     from fastapi import Body
     from fastapi.responses import JSONResponse
     from modules import shared

@@ -57,7 +57,8 @@ def loaded_config(model) -> Optional[str]:
     """The .yaml beside the loaded checkpoint's file, when the WebUI read its config from there. Other
     configs the WebUI guesses from the weights, and it guesses the same for a checkpoint trained from it."""
     from modules import sd_models_config
-    return sd_models_config.find_checkpoint_config_near_filename(getattr(model, "sd_checkpoint_info", None))
+    find = getattr(sd_models_config, "find_checkpoint_config_near_filename", None)  # Forge has none: no yaml configs
+    return find(getattr(model, "sd_checkpoint_info", None)) if find is not None else None
 
 
 def place_checkpoint(src: Path, folder: str, stem: str, config: Optional[str]) -> Path:

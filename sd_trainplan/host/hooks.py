@@ -10,17 +10,18 @@
 - check: at Start, the token against the WebUI's loaded embeddings (token_names.py).
 - after_job: the result into the WebUI's folders; an embedding is registered at once.
 - restore: the loaded model left as it was (always: Stop, error and completion).
-On Forge the planner works and training is off, with a notice (see `forge_hooks`).
+Forge's hooks (forge_hooks.py) build on this class: its own model, main thread and folders.
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..ui.hooks import UiHooks
 from . import exports, settings
 from .session import RunOnLoadedModel
-from .state_sink import JobStatus, StateSink
+from .state_sink import JobStatus, StateSink, html_info
 
 STATUS = JobStatus()  # one WebUI process, one queue: one run at a time
 
@@ -28,9 +29,6 @@ A1111_NOTICE = ("Training here uses the checkpoint loaded in the WebUI: no secon
                 " Textual Inversion and LoRA never change its weights; Dreambooth trains them in place and puts"
                 " them back when the run ends (the new checkpoint goes to models/Stable-diffusion). A run waits"
                 " for txt2img/img2img to finish, and the WebUI's Interrupt stops it.")
-FORGE_NOTICE = ("Forge: the planner works here, training does not. Forge holds its model in its own inference"
-                " wrappers (no Stability-AI ldm model, no embedding database) that this trainer cannot train"
-                " cleanly. Train in AUTOMATIC1111 1.10 or standalone (python -m sd_trainplan ui).")
 
 
 class WebUiHost:
@@ -78,7 +76,7 @@ class WebUiHost:
 
             def inside_queue(id_task, *a, **kw):  # wrap_gradio_gpu_call passes the task id first
                 try:
-                    box["result"] = fn(*a, **kw)
+                    box["result"] = self.call(fn, *a, **kw)
                 except BaseException as e:  # noqa: BLE001 - raised again outside the WebUI's wrapper
                     box["error"] = e
                 return [""]  # the WebUI's wrapper appends its timing HTML to the last output
@@ -94,6 +92,10 @@ class WebUiHost:
             return box.get("result")
         return job
 
+    def call(self, fn: Callable, *args, **kwargs) -> Any:
+        """Where the job runs once it holds the queue: here, in the job's thread (Forge: its main thread)."""
+        return fn(*args, **kwargs)
+
     def should_stop(self) -> bool:
         from modules import shared
         return bool(getattr(shared.state, "interrupted", False))
@@ -102,12 +104,14 @@ class WebUiHost:
         self.log(f"[sd_trainplan] {text}")
         from modules import shared
         if shared.state is not None:
-            shared.state.textinfo = f"<p>{text}</p>"
+            shared.state.textinfo = html_info(html.escape(text))
 
     def check(self, cfg) -> List[str]:
+        """At Start: the token against the loaded embeddings, as the WebUI's CLIP matches them."""
         from modules import sd_hijack, shared
         from .token_names import token_problems
-        return token_problems(cfg, shared.sd_model, sd_hijack.model_hijack.embedding_db)
+        tokenize = getattr(getattr(shared.sd_model, "cond_stage_model", None), "tokenize", None)
+        return token_problems(cfg, tokenize, sd_hijack.model_hijack.embedding_db)
 
     # --- results ------------------------------------------------------------------------------
     def after_job(self, cfg, result) -> Optional[Tuple[Path, str]]:
@@ -115,14 +119,13 @@ class WebUiHost:
         if not src:
             return None
         src = Path(src)
-        from modules import sd_hijack
         if cfg.method == "ti":
             dest = exports.place(src, settings.folder("sd_trainplan_embeddings_dir"), exports.file_stem(cfg.token))
             if self.run is not None:  # the run's own embedding out first, then the file's in
                 for clean in self.run.cleanups:
                     clean()
                 self.run.cleanups = []
-            name = exports.register_embedding(dest, sd_hijack.model_hijack.embedding_db)
+            name = self.register_embedding(dest)
             how = f"It is loaded: type {name} in a prompt."
         elif cfg.method == "lora":
             dest = exports.place(src, settings.folder("sd_trainplan_lora_dir"), cfg.name)
@@ -142,23 +145,27 @@ class WebUiHost:
         self.note(message)
         return dest, how
 
+    def register_embedding(self, path: Path) -> str:
+        """The embedding file loaded into the WebUI's database: usable in txt2img at once."""
+        from modules import sd_hijack
+        return exports.register_embedding(path, sd_hijack.model_hijack.embedding_db)
+
 
 def make_hooks(host: Optional[WebUiHost] = None) -> UiHooks:
-    """The hooks for the WebUI this runs in (AUTOMATIC1111, or Forge: planner only)."""
+    """The hooks for the WebUI this runs in (AUTOMATIC1111, or Forge: forge_hooks.py)."""
     from .webui import is_forge
     if is_forge():
-        return forge_hooks()
-    host = host or WebUiHost()
+        from .forge_hooks import make_forge_hooks
+        return make_forge_hooks()
+    return hooks_for(host or WebUiHost(), A1111_NOTICE, "AUTOMATIC1111")
+
+
+def hooks_for(host: WebUiHost, notice: str, host_name: str) -> UiHooks:
     return UiHooks(load_adapter=host.load_adapter, wrap_job=host.wrap_job,
                    sinks=[host.status, StateSink(_shared_state, host.status)],
                    should_stop=host.should_stop, check=host.check, after_job=host.after_job, restore=host.restore,
-                   output_dir=settings.folder("sd_trainplan_runs_dir"), notice=A1111_NOTICE, can_train=True,
-                   host_name="AUTOMATIC1111", task_id=lambda: host.status.snapshot().get("task_id") or "")
-
-
-def forge_hooks() -> UiHooks:
-    return UiHooks(output_dir=settings.folder("sd_trainplan_runs_dir"), notice=FORGE_NOTICE, can_train=False,
-                   host_name="Forge")
+                   output_dir=settings.folder("sd_trainplan_runs_dir"), notice=notice, can_train=True,
+                   host_name=host_name, task_id=lambda: host.status.snapshot().get("task_id") or "")
 
 
 def _shared_state():

@@ -50,24 +50,29 @@ def model_problems(model, cfg: TrainConfig, cmd_opts, opts) -> List[str]:
                         " them in fp16 or fp32: set FP8 weight to Disable and reload the checkpoint")
     unet_dtype = next(model.model.diffusion_model.parameters()).dtype
     if cfg.precision == "fp32" and unet_dtype != torch.float32:
-        problems.append(f"precision: the loaded model is {_dtype_name(unet_dtype)} (the WebUI's half precision), so"
+        problems.append(f"precision: the loaded model is {dtype_name(unet_dtype)} (the WebUI's half precision), so"
                         " fp32 training would need a second copy of it; choose auto, fp16 or bf16 (what trains is kept"
                         " in fp32 either way), or start the WebUI with --no-half")
     return problems
 
 
 def precision_note(model, cfg: TrainConfig) -> Optional[str]:
-    dtype = next(model.model.diffusion_model.parameters()).dtype
+    return dtype_note(next(model.model.diffusion_model.parameters()).dtype, cfg.method)
+
+
+def dtype_note(dtype: torch.dtype, method: str) -> Optional[str]:
+    """What training a half-precision model means for `method` (None for an fp32 model)."""
     if dtype == torch.float32:
         return None
     what = {"ti": "the new vectors are", "lora": "the LoRA weights are",
             "dreambooth": "the UNet (and text encoder, if trained) is held as fp32 masters for the run (put back to"
-                          f" {_dtype_name(dtype)} after), so it is"}[cfg.method]
-    return f"the loaded model is {_dtype_name(dtype)}: {what} trained in fp32 with {_dtype_name(dtype)} mixed precision"
+                          f" {dtype_name(dtype)} after), so it is"}[method]
+    return f"the loaded model is {dtype_name(dtype)}: {what} trained in fp32 with {dtype_name(dtype)} mixed precision"
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "").replace("float16", "fp16").replace("bfloat16", "bf16")
+def dtype_name(dtype) -> str:
+    return str(dtype).replace("torch.", "").replace("bfloat16", "bf16").replace("float16", "fp16") \
+        .replace("float32", "fp32")
 
 
 def check(model, cfg: TrainConfig, cmd_opts, opts) -> None:

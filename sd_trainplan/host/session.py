@@ -119,7 +119,6 @@ class RunOnLoadedModel:
         if self.finished:
             return
         self.finished = True
-        errors: List[BaseException] = []
         steps = list(self.cleanups)
         if self.backup is not None:
             steps.append(self.backup.restore)
@@ -127,14 +126,20 @@ class RunOnLoadedModel:
             steps.append(self.flags.restore)
         if self.pinned is not None:
             steps.append(self.pinned.release)
-        for step in steps:  # each runs even if one before it failed
-            try:
-                step()
-            except BaseException as e:  # noqa: BLE001 - reported after every step has run
-                errors.append(e)
         self.backup = None
-        if errors:
-            raise errors[0]
+        run_all(steps)
+
+
+def run_all(steps: List[Callable[[], None]]) -> None:
+    """Each step, even if one before it failed; then the first failure is raised."""
+    errors: List[BaseException] = []
+    for step in steps:
+        try:
+            step()
+        except BaseException as e:  # noqa: BLE001 - reported after every step has run
+            errors.append(e)
+    if errors:
+        raise errors[0]
 
 
 def _text_transformers(model) -> List[nn.Module]:

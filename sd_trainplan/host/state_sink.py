@@ -26,7 +26,14 @@ def textinfo(ev: Event, status: Dict[str, Any]) -> str:
             f"Learning rate: {_num(status.get('lr'), '.3g')}" if status.get("lr") is not None else "",
             f"ETA: {int(ev.eta // 60)} min {int(ev.eta % 60)} s" if ev.eta is not None else "",
             html.escape(ev.message) if ev.message else ""]
-    return "<p>" + "<br/>".join(r for r in rows if r) + "</p>"
+    return html_info("<br/>\n".join(r for r in rows if r))
+
+
+def html_info(body: str) -> str:
+    """shared.state.textinfo as HTML for the tab (javascript/trainplan.js puts it in its own box). It
+    ends with a newline: the WebUI's progress bar writes a textinfo without one into the bar as text
+    (progressbar.js: `res.textinfo.indexOf("\\n") == -1`), which would show the tags."""
+    return f"<p>{body}</p>\n"
 
 
 class StateSink:

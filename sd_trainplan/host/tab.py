@@ -1,14 +1,14 @@
-"""The Train Planner tab: the page (planner, and trainer where the page has one) plus the
-WebUI's own pieces above it: the host's notice, the WebUI's progress bar and live preview for a
-run (javascript/trainplan.js attaches them with the WebUI's requestProgress), Interrupt, and
-"Apply to the WebUI's Train tab" (javascript/trainplan.js writes the plan into the built-in
-Textual Inversion fields). Works on gradio 3.41 (AUTOMATIC1111) and 4.40 (Forge).
+"""The Train Planner tab: the page (planner and trainer) plus the WebUI's own pieces above it: the
+WebUI's progress bar and live preview for a run (javascript/trainplan.js attaches them with the
+WebUI's requestProgress), Interrupt, and, where the WebUI has a Train tab (AUTOMATIC1111; Forge
+has none), "Apply to the WebUI's Train tab" (javascript/trainplan.js writes the plan into the
+built-in Textual Inversion fields). The host's notice (what Start does to the loaded model) is
+shown by the page beside its Start buttons, on the Train and LR range test tabs. Works on
+gradio 3.41 (AUTOMATIC1111) and 4.40 (Forge).
 """
 from __future__ import annotations
 
-import dataclasses
 import inspect
-from html import escape
 
 from ..ui.hooks import UiHooks
 
@@ -25,19 +25,21 @@ def build_page(hooks: UiHooks):
     return build_planner()
 
 
-def build_tab(hooks: UiHooks):
+def build_tab(hooks: UiHooks, train_tab: bool = True):
+    """`train_tab`: the WebUI has its own Train tab to apply the plan to (AUTOMATIC1111)."""
     import gradio as gr
-    page = build_page(dataclasses.replace(hooks, notice=""))  # the notice shows once, above the page
+    page = build_page(hooks)
     with gr.Blocks(analytics_enabled=False) as tab:
         with gr.Row(elem_id="stp_webui_row", elem_classes=["stp-webui-row"]):
             with gr.Column(scale=5, min_width=320):
-                gr.HTML(f'<div class="stp-webui-notice">{escape(hooks.notice)}</div>', elem_id="stp_webui_notice")
                 gr.HTML(PROGRESS_HTML, elem_id="stp_webui_progress_box")
-            with gr.Column(scale=2, min_width=220):
-                gr.Button("Apply to the WebUI's Train tab", elem_id="stp_apply_webui_train")
-                if hooks.can_train:
-                    stop = gr.Button("Interrupt", elem_id="stp_webui_interrupt")
-                    stop.click(fn=interrupt, inputs=[], outputs=[], queue=False)
+            if train_tab or hooks.can_train:
+                with gr.Column(scale=2, min_width=220):
+                    if train_tab:
+                        gr.Button("Apply to the WebUI's Train tab", elem_id="stp_apply_webui_train")
+                    if hooks.can_train:
+                        stop = gr.Button("Interrupt", elem_id="stp_webui_interrupt")
+                        stop.click(fn=interrupt, inputs=[], outputs=[], queue=False)
         page.render()
     return tab
 

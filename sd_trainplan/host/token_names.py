@@ -13,15 +13,16 @@ from __future__ import annotations
 from typing import List, Optional
 
 
-def clashing_embedding(token: str, model, embedding_db) -> Optional[object]:
-    """The loaded embedding the WebUI would put in place of (part of) `token`, or None."""
+def clashing_embedding(token: str, tokenize, embedding_db) -> Optional[object]:
+    """The loaded embedding the WebUI would put in place of (part of) `token`, or None. `tokenize`:
+    the WebUI's own (texts -> token ids without the special ones: AUTOMATIC1111's hijacked CLIP
+    cond_stage_model.tokenize, Forge's text engine tokenize), or None to match the name alone."""
     token = token.strip()
     if not token:
         return None
     if token in getattr(embedding_db, "word_embeddings", {}):
         return embedding_db.word_embeddings[token]
-    tokenize = getattr(getattr(model, "cond_stage_model", None), "tokenize", None)
-    if tokenize is None:  # no hijacked CLIP to ask: the name alone was checked
+    if tokenize is None:  # no tokenizer to ask: the name alone was checked
         return None
     ids = list(tokenize([token])[0])
     for offset in range(len(ids)):
@@ -31,11 +32,11 @@ def clashing_embedding(token: str, model, embedding_db) -> Optional[object]:
     return None
 
 
-def token_problems(cfg, model, embedding_db) -> List[str]:
+def token_problems(cfg, tokenize, embedding_db) -> List[str]:
     """'token: ...' when the run's token clashes with a loaded embedding (empty: it does not)."""
-    if model is None or embedding_db is None:
+    if embedding_db is None:
         return []
-    emb = clashing_embedding(cfg.token, model, embedding_db)
+    emb = clashing_embedding(cfg.token, tokenize, embedding_db)
     if emb is None:
         return []
     name = getattr(emb, "name", "?")

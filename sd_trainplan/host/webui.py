@@ -2,7 +2,7 @@
 
 AUTOMATIC1111 1.10 (modules/script_callbacks.py, v1.10.1): on_ui_tabs -> [(blocks, title, elem_id)],
 on_ui_settings -> opts.add_option, on_app_started(demo, app) -> FastAPI routes. Forge keeps the
-same callbacks; there the planner works and training is off (hooks.forge_hooks).
+same callbacks; its trainer hooks are forge_hooks.py, and it has no Train tab to apply a plan to.
 """
 from __future__ import annotations
 
@@ -27,4 +27,4 @@ def register() -> None:
 def on_ui_tabs():
     from .hooks import make_hooks
     from .tab import build_tab
-    return [(build_tab(make_hooks()), TAB_TITLE, TAB_ID)]
+    return [(build_tab(make_hooks(), train_tab=not is_forge()), TAB_TITLE, TAB_ID)]

@@ -122,52 +122,7 @@ class LdmAdapter:
         return splice_token(self.tokenizer, self.text_encoder(), token, n_vectors, init_word)
 
     def lora_targets(self, text_encoder: bool, conv: bool) -> Dict[str, nn.Module]:
-        """The modules DiffusersAdapter.lora_targets picks, under the same kohya names
-        (kohya_names.py): Linear and 1x1 convs in the UNet's transformer blocks (and 3x3 convs of
-        resnets and samplers with `conv`); the text encoder's attention and MLP linears."""
-        found: Dict[str, nn.Module] = {}  # by ldm path inside the UNet
-        for name, mod in self.unet().named_modules():
-            kind = type(mod).__name__
-            if kind == "SpatialTransformer":
-                for sub, m in mod.named_modules():
-                    if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)):
-                        found[f"{name}.{sub}"] = m
-            elif conv and kind in ("ResBlock", "Downsample", "Upsample"):
-                for sub, m in mod.named_modules():
-                    if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
-                        found[f"{name}.{sub}"] = m
-        try:
-            pairs = self._unet_pairs()
-            named = [(ldm_name_to_unet(path, pairs), path) for path in found]
-        except (ValueError, KeyError):  # no diffusers layout (e.g. different res blocks per level): ldm paths
-            named = [(None, path) for path in found]
-        out = {key: found[path] for key, (_, path) in zip(unet_lora_names(named), named)}
-        if text_encoder:
-            for name, mod in self.text_encoder().named_modules():
-                if type(mod).__name__ in ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP"):
-                    for sub, m in mod.named_children():
-                        if isinstance(m, nn.Linear):
-                            out["lora_te_" + f"{name}.{sub}".replace(".", "_")] = m
-        return out
-
-    def _unet_pairs(self) -> List[Tuple[str, str]]:
-        """ldm_names' (diffusers, ldm) prefix pairs for this UNet, keeping only pairs whose ldm
-        side is there with the right kind of module (see ldm_name_to_unet)."""
-        unet = self.unet()
-        levels, L = len(unet.channel_mult), unet.num_res_blocks[0]
-        if any(n != L for n in unet.num_res_blocks):
-            raise ValueError("model: a UNet with different res blocks per level has no kohya names")
-        mods = dict(unet.named_modules())
-
-        def has_attn(k: int) -> bool:
-            return any(type(m).__name__ == "SpatialTransformer" for m in unet.output_blocks[k])
-        # diffusers up block i is ldm level (levels-1-i), its first output block is i*(L+1)
-        up_attn = [has_attn(i * (L + 1)) for i in range(levels)]
-        keep = []
-        for d, l in unet_prefix_pairs(L, levels, up_attn):
-            if l in mods and (".attentions." in d) == (type(mods[l]).__name__ == "SpatialTransformer"):
-                keep.append((d, l))
-        return keep
+        return ldm_lora_targets(self.unet(), self.text_encoder() if text_encoder else None, conv)
 
     def checkpoint_state(self) -> Dict[str, torch.Tensor]:
         """The model's own ldm-named state dict: what the WebUI loads as a single-file checkpoint.
@@ -202,6 +157,66 @@ class LdmAdapter:
     def describe(self) -> str:
         n = sum(p.numel() for p in self.unet().parameters()) / 1e6
         return f"ldm model ({self.source}; UNet {n:.1f}M params, {self.prediction_type})"
+
+
+def is_linear(m: nn.Module) -> bool:
+    """nn.Linear, or a layer that computes as one without subclassing it (a module with in/out
+    features and a 2-D weight, as some hosts build their UNet and CLIP)."""
+    if isinstance(m, nn.Linear):
+        return True
+    w = getattr(m, "weight", None)
+    return hasattr(m, "in_features") and hasattr(m, "out_features") and isinstance(w, torch.Tensor) and w.ndim == 2
+
+
+def ldm_lora_targets(unet: nn.Module, text_model, conv: bool) -> Dict[str, nn.Module]:
+    """The modules DiffusersAdapter.lora_targets picks, for a UNet in the ldm layout, under kohya
+    names that load into the right module in the WebUI (kohya_names.py: the usual diffusers-block
+    names on SD's layouts, ldm-path names on any other): linears and 1x1 convs in its transformer
+    blocks (and 3x3 convs of resnets and samplers with `conv`); with `text_model` (a transformers
+    CLIPTextModel), its attention and MLP linears."""
+    found: Dict[str, nn.Module] = {}  # by ldm path inside the UNet
+    for name, mod in unet.named_modules():
+        kind = type(mod).__name__
+        if kind == "SpatialTransformer":
+            for sub, m in mod.named_modules():
+                if is_linear(m) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)):
+                    found[f"{name}.{sub}"] = m
+        elif conv and kind in ("ResBlock", "Downsample", "Upsample"):
+            for sub, m in mod.named_modules():
+                if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
+                    found[f"{name}.{sub}"] = m
+    try:
+        pairs = ldm_unet_pairs(unet)
+        named = [(ldm_name_to_unet(path, pairs), path) for path in found]
+    except (ValueError, KeyError):  # no diffusers layout (e.g. different res blocks per level): ldm paths
+        named = [(None, path) for path in found]
+    out = {key: found[path] for key, (_, path) in zip(unet_lora_names(named), named)}
+    if text_model is not None:
+        for name, mod in text_model.named_modules():
+            if type(mod).__name__ in ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP"):
+                for sub, m in mod.named_children():
+                    if is_linear(m):
+                        out["lora_te_" + f"{name}.{sub}".replace(".", "_")] = m
+    return out
+
+
+def ldm_unet_pairs(unet: nn.Module) -> List[Tuple[str, str]]:
+    """ldm_names' (diffusers, ldm) prefix pairs for this UNet, keeping only pairs whose ldm side
+    is there with the right kind of module (see ldm_name_to_unet)."""
+    levels, L = len(unet.channel_mult), unet.num_res_blocks[0]
+    if any(n != L for n in unet.num_res_blocks):
+        raise ValueError("model: a UNet with different res blocks per level has no kohya names")
+    mods = dict(unet.named_modules())
+
+    def has_attn(k: int) -> bool:
+        return any(type(m).__name__ == "SpatialTransformer" for m in unet.output_blocks[k])
+    # diffusers up block i is ldm level (levels-1-i), its first output block is i*(L+1)
+    up_attn = [has_attn(i * (L + 1)) for i in range(levels)]
+    keep = []
+    for d, l in unet_prefix_pairs(L, levels, up_attn):
+        if l in mods and (".attentions." in d) == (type(mods[l]).__name__ == "SpatialTransformer"):
+            keep.append((d, l))
+    return keep
 
 
 def checkpoint_blocks(unet: nn.Module, done: List[nn.Module], on: bool) -> List[nn.Module]:

@@ -12,11 +12,13 @@ from typing import Dict, List
 import torch
 from torch import nn
 
+from ..models.ldm_adapter import is_linear
+
 
 class LoRA(nn.Module):
     def __init__(self, base: nn.Module, rank: int, alpha: float):
         super().__init__()
-        if isinstance(base, nn.Linear):
+        if is_linear(base):  # nn.Linear, or a host's own linear layer (in/out features, a 2-D weight)
             self.down = nn.Linear(base.in_features, rank, bias=False)
             self.up = nn.Linear(rank, base.out_features, bias=False)
         elif isinstance(base, nn.Conv2d):

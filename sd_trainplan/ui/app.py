@@ -35,7 +35,9 @@ def build_app(model: str = ""):
     offline_environment()
     from . import compat
     from .page import build_planner
+    from .gradio_endpoints import describe
     app = build_planner(css=read_css(), theme=compat.theme(), title="Train Planner · sd_trainplan", model=model)
+    describe(app)  # no "Too many arguments" warning in the browser console at each change (gradio 4)
     return compat.enable_queue(app)
 
 

@@ -18,8 +18,9 @@ Contract (both the page and the host code against it):
 - restore(): called when a job ends in any way (e.g. put the loaded model's weights back).
 - task_id() -> str: the host's id for the job now running inside wrap_job (the WebUI's task id:
   the page puts it on the job's progress block, where javascript/trainplan.js finds it).
-- output_dir: default output folder for runs; notice: an HTML note shown above the trainer
-  (e.g. "training needs AUTOMATIC1111 or standalone mode" on Forge); can_train: False hides Start.
+- output_dir: default output folder for runs; notice: an HTML note shown beside the Start buttons
+  (the Train and LR range test tabs), e.g. what a run does to the WebUI's loaded model;
+  can_train: False hides Start.
 
 In the WebUI, javascript/trainplan.js puts a run into the WebUI's own progress bar: a running
 job's progress block carries `data-task` (from task_id), and the script follows each new one.

@@ -35,6 +35,9 @@ def build_page(hooks: Optional[UiHooks] = None, preset: Optional[str] = DEFAULT_
     hooks = hooks or STANDALONE
     runner = JobRunner(hooks)
     with gr.Column(elem_id="stp_root", elem_classes=["stp-root"]):
+        # `selected` named: gradio 4.40's Tabs (tabs/shared/Tabs.svelte) checks its selected id whenever its
+        # list of tabs changes, and logs "Attempted to select a non-interactive or hidden tab" while that id
+        # is not registered: once at start when named, once per tab registered when not (None is not sent)
         with gr.Tabs(elem_id="stp_tabs", selected="plan") as tabs:
             with gr.Tab("Plan", id="plan", elem_id="stp_tab_plan"):
                 planner = build_planner_panel(preset, root=False)

@@ -145,6 +145,8 @@ def build_range_tab(hooks: UiHooks) -> RangePanel:
                 " from 0 to a maximum, scored by the deterministic validation loss (Smith 2017, as seed 004 runs"
                 " it). Where the loss starts to fall is the lower bound, where it flattens the upper one. It uses"
                 " the Train tab's model, data, method, batch size and resolution.</p></div>")
+    if hooks.notice:  # the range test trains the host's model too: the notice goes with its button as well
+        gr.HTML(notice_html(hooks), elem_id="stp_lr_range_notice")
     with gr.Row(elem_classes=["stp-main"]):
         with gr.Column(scale=4, min_width=300, elem_classes=["stp-inputs"]):
             gr.HTML('<div class="stp-section-title">Sweep</div>', elem_classes=["stp-section"])

@@ -80,6 +80,14 @@ def test_dreambooth_puts_back_the_dtype_it_trained_in_fp32():
     assert tensor_hashes(m) == before and m[0].weight.dtype == torch.float16
 
 
+def test_the_run_note_names_the_models_precision():
+    from sd_trainplan.host.loaded_model import dtype_note
+    assert dtype_note(torch.float32, "lora") is None
+    assert dtype_note(torch.bfloat16, "ti") == ("the loaded model is bf16: the new vectors are trained in fp32 with bf16"
+                                                " mixed precision")
+    assert "held as fp32 masters for the run (put back to fp16 after)" in dtype_note(torch.float16, "dreambooth")
+
+
 def test_what_cannot_be_trained_is_refused_with_a_reason_and_nothing_changes(webui, dataset, tmp_path):
     from modules import sd_hijack, shared
     from sd_trainplan.host.hooks import make_hooks
