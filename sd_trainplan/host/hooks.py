@@ -133,7 +133,7 @@ class WebUiHost:
             how = f"Use <lora:{dest.stem}:1> in a prompt (refresh the Lora cards to see it)."
         else:
             from modules import shared
-            config = exports.loaded_config(self.run.model if self.run is not None else shared.sd_model)
+            config = exports.loaded_config(getattr(self.run, "model", None) or shared.sd_model)
             dest = exports.place_checkpoint(src, settings.folder("sd_trainplan_checkpoints_dir"), cfg.name, config)
             exports.refresh_checkpoints()
             beside = (f" Its config went with it ({dest.with_suffix('.yaml').name}, a copy of the loaded model's),"

@@ -98,10 +98,23 @@ def test_textual_inversion_embedding_is_used_by_txt2img_at_once_and_the_model_is
     assert digest(forge.txt2img(f"{PROMPT}, {token}")) == digest(image_after)
     assert f"Used Embedding [{token}]" in forge.log()
 
-    # The same token again: the run stops with a message once the model is prepared (an error mid-run);
-    # the model is left as it was all the same.
-    train_in_tab(page, "ti", wait=("error",), data=data, steps=3, token=token, name="forge-ti-again")
-    assert f"an embedding named '{token}' is already" in result_text(page)
+    # The same token again: refused beside the Token field at Start, as Forge's engine would put the
+    # loaded embedding in its place; nothing starts.
+    job = job_box(page).get_attribute("data-job")
+    fill_trainer(page, "ti", **{**COMMON, "data": data, "steps": 3, "token": token, "name": "forge-ti-again"})
+    page.locator(f"{TAB} #stp_train_start").first.click()
+    expect(page.locator(f"{TAB} #stp_train_token_msg .stp-msg").first).to_contain_text("already a loaded embedding")
+    assert job_box(page).get_attribute("data-job") == job
+    assert model_state(forge) == before
+
+
+def test_an_error_mid_run_leaves_forges_model_as_it_was(forge, page, data):
+    """An absurd learning rate: the loss turns non-finite after the model is prepared, the run ends
+    as an error (nothing written), and Forge's tensors are put back all the same."""
+    before = model_state(forge)
+    train_in_tab(page, "ti", wait=("error",), data=data, steps=3, lr="1e30", token="stpforgenan", name="forge-nan")
+    assert re.search(r"loss became (nan|inf|-inf)|non-finite", result_text(page)), result_text(page)
+    assert not (forge.data / "embeddings" / "stpforgenan.safetensors").exists()
     assert model_state(forge) == before
 
 
