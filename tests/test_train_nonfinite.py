@@ -87,3 +87,23 @@ def test_an_lr_range_sweep_that_goes_nan_has_diverged_and_writes_only_numbers(sh
     assert result.diverged and result.steps < 30 and time.time() - t0 < 120
     text = open(result.json_path).read()
     json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in lr_range.json"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_on_a_gpu_the_fast_path_and_loss_scaling_stop_on_nan_too(shapes_dir, tmp_path, precision):
+    """The CUDA-graph fast path (bf16: no host sync between log steps) and fp16 with loss scaling
+    (eager, the GradScaler skipping inf steps): the same stop, the same kept checkpoint, no export."""
+    cfg = TrainConfig(method="dreambooth", data=str(shapes_dir), output=str(tmp_path / precision), resolution=64,
+                      steps=12, batch_size=2, scheduler=BLOW_UP, lr=1e-3, save_every=3, keep_last=5, log_every=2,
+                      name="db", device="cuda", precision=precision, noise_scale=False)
+    events = []
+    with pytest.raises(NonFiniteLoss) as e:
+        train(cfg, adapter=load_diffusers("tiny", device="cuda"), sinks=[events.append])
+    assert "became" in str(e.value) and "step-000006.pt (update 6)" in str(e.value)
+    if precision == "bf16":  # the graphs were on: no "CUDA graphs off" note
+        assert not any("CUDA graphs off" in (ev.message or "") for ev in events)
+    run = next((tmp_path / precision).glob("db-*"))
+    assert all(finite_file(p) for p in (run / "checkpoints").glob("*.pt"))
+    assert not list(run.glob("*.safetensors"))
