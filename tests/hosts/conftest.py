@@ -86,6 +86,14 @@ def launch_module(tmp_path_factory):
         _stop(host)
 
 
+def unchanged(host: Host):
+    """For a `loaded` fixture: the loaded model's tensor hashes before the test; after it, the test
+    must have left them so."""
+    before = host.hashes()
+    yield before
+    assert host.hashes() == before, f"the model loaded in {host.kind.title} changed"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

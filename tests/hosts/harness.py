@@ -210,11 +210,16 @@ class Host:
 
     def txt2img(self, prompt: str, seed: int = 1234, **kw) -> bytes:
         """One 64x64 image (4 steps, Euler) as PNG bytes: what txt2img makes of `prompt`."""
+        return self.txt2img_info(prompt, seed, **kw)[0]
+
+    def txt2img_info(self, prompt: str, seed: int = 1234, **kw):
+        """(PNG bytes, infotext) of one 64x64 txt2img of `prompt` (4 steps, Euler)."""
         import base64
         body = dict(prompt=prompt, seed=seed, steps=4, width=64, height=64, cfg_scale=7, sampler_name="Euler",
                     batch_size=1, n_iter=1)
         body.update(kw)
-        return base64.b64decode(self.api("POST", "/sdapi/v1/txt2img", body)["images"][0])
+        out = self.api("POST", "/sdapi/v1/txt2img", body)
+        return base64.b64decode(out["images"][0]), json.loads(out["info"])["infotexts"][0]
 
     def hashes(self) -> Dict[str, str]:
         """sha256 (and dtype) of every tensor of the loaded model, by name (the probe extension)."""

@@ -9,20 +9,18 @@ the first SDXL generation (modules/sd_vae_approx.py), which an offline WebUI can
 """
 from __future__ import annotations
 
-import base64
-import json
 import re
 from pathlib import Path
 
 import pytest
 
 from harness import A1111
-from webui_page import fill_trainer, open_tab, placed_path, problems, result_text, start_and_wait
+from webui_page import QUICK, fill_trainer, open_tab, placed_path, problems, result_text, start_and_wait
+
+from .conftest import unchanged
 
 pytestmark = [pytest.mark.hosts, pytest.mark.browser]
 SDXL = ("tiny-sdxl.safetensors", "tiny-sdxl.yaml")
-COMMON = dict(resolution=64, batch_size=2, instance_prompt="[name] [filewords]", val_split=0, sample_every=0,
-              val_every=0)
 
 
 def choose_checkpoint(host, name: str) -> None:
@@ -58,22 +56,15 @@ def page(sdxl, browser):
 
 @pytest.fixture
 def loaded(sdxl):
-    before = sdxl.hashes()
-    yield before
-    assert sdxl.hashes() == before, "the loaded SDXL model's weights changed"
+    yield from unchanged(sdxl)
 
-
-def info(host, prompt: str):
-    out = host.api("POST", "/sdapi/v1/txt2img", dict(prompt=prompt, seed=1234, steps=4, width=64, height=64,
-                                                     cfg_scale=7, sampler_name="Euler"))
-    return base64.b64decode(out["images"][0]), json.loads(out["info"])["infotexts"][0]
 
 
 def test_sdxl_textual_inversion_through_the_tab_gives_a_clip_l_clip_g_embedding_txt2img_uses(sdxl, page, shapes_dir,
                                                                                             loaded):
-    before_img, before_info = info(sdxl, "a stpxl on grey")
+    before_img, before_info = sdxl.txt2img_info("a stpxl on grey")
     fill_trainer(page, "ti", data=shapes_dir, token="stpxl", init_word="shape", vectors=2, steps=4, lr=0.05,
-                 name="xl-ti", **COMMON)
+                 name="xl-ti", **QUICK)
     assert start_and_wait(page) == "done", result_text(page)
     placed = Path(placed_path(page))
     assert placed == sdxl.data / "embeddings" / "stpxl.safetensors"
@@ -81,7 +72,7 @@ def test_sdxl_textual_inversion_through_the_tab_gives_a_clip_l_clip_g_embedding_
                      f"result = {{k: list(v.shape) for k, v in load_file({str(placed)!r}).items()}}")
     assert shapes == {"clip_l": [2, 768], "clip_g": [2, 256]}  # one set of vectors per text encoder
 
-    img, text = info(sdxl, "a stpxl on grey")  # no reload, no refresh: usable at once
+    img, text = sdxl.txt2img_info("a stpxl on grey")  # no reload, no refresh: usable at once
     assert re.search(r"TI hashes: \"?stpxl: [0-9a-f]+", text), text
     assert img != before_img and "TI hashes" not in before_info
     assert sdxl.api("GET", "/sdapi/v1/embeddings")["loaded"]["stpxl"]["vectors"] == 2
@@ -91,7 +82,7 @@ def test_sdxl_textual_inversion_through_the_tab_gives_a_clip_l_clip_g_embedding_
 def test_sdxl_lora_with_both_text_encoders_loads_fully_in_the_builtin_lora_extension(sdxl, page, shapes_dir, loaded):
     # a token of its own: the TI test's is a loaded embedding now, which Start refuses
     fill_trainer(page, "lora", data=shapes_dir, token="xlstyle", steps=4, lr=0.02, name="xl-lora", rank=4, alpha=4,
-                 **COMMON)
+                 **QUICK)
     te = page.locator("#tab_sd_trainplan #stp_train_te input[type=checkbox]").first
     te.check()
     try:
@@ -100,8 +91,8 @@ def test_sdxl_lora_with_both_text_encoders_loads_fully_in_the_builtin_lora_exten
         te.uncheck()
     assert Path(placed_path(page)) == sdxl.data / "models" / "Lora" / "xl-lora.safetensors"
 
-    plain, _ = info(sdxl, "a red circle")
-    with_lora, text = info(sdxl, "a red circle <lora:xl-lora:1>")
+    plain, _ = sdxl.txt2img_info("a red circle")
+    with_lora, text = sdxl.txt2img_info("a red circle <lora:xl-lora:1>")
     assert with_lora != plain and "xl-lora" in text
     applied = sdxl.py("""
 import networks
@@ -114,21 +105,21 @@ result = {"file": sorted({k.split('.')[0] for k in keys}),
 """)
     assert applied["applied"] == applied["file"] and not applied["errors"].get("xl-lora")  # no key left unmatched
     assert {k.split("_")[1] for k in applied["file"]} == {"unet", "te1", "te2"}
-    assert info(sdxl, "a red circle")[0] == plain  # without the tag, the WebUI's weights again
+    assert sdxl.txt2img_info("a red circle")[0] == plain  # without the tag, the WebUI's weights again
 
 
 def test_sdxl_dreambooth_through_the_tab_writes_a_checkpoint_the_webui_loads_and_generates_with(sdxl, page,
                                                                                                   shapes_dir, loaded):
-    fill_trainer(page, "dreambooth", data=shapes_dir, token="sks", steps=3, lr=1e-4, name="xl-db", **COMMON)
+    fill_trainer(page, "dreambooth", data=shapes_dir, token="sks", steps=3, lr=1e-4, name="xl-db", **QUICK)
     assert start_and_wait(page) == "done", result_text(page)
     placed = Path(placed_path(page))
     assert placed == sdxl.data / "models" / "Stable-diffusion" / "xl-db.safetensors"
     assert placed.with_suffix(".yaml").is_file()  # its config beside it, as the loaded model had
     assert sdxl.api("GET", "/sdapi/v1/options")["sd_model_checkpoint"].startswith(SDXL[0])  # the original stays
-    original, _ = info(sdxl, "a sks shape")
+    original, _ = sdxl.txt2img_info("a sks shape")
     choose_checkpoint(sdxl, "xl-db.safetensors")
     try:
-        trained, _ = info(sdxl, "a sks shape")
+        trained, _ = sdxl.txt2img_info("a sks shape")
     finally:
         choose_checkpoint(sdxl, SDXL[0])
     assert trained != original

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from webui_page import TAB, fill_trainer, job_box, open_tab, placed_path, problems, result_text, start_and_wait
+from webui_page import QUICK, TAB, fill_trainer, job_box, open_tab, placed_path, problems, result_text, start_and_wait
+
+from .conftest import unchanged
 
 pytestmark = [pytest.mark.hosts, pytest.mark.browser]
-COMMON = dict(resolution=64, batch_size=2, instance_prompt="[name] [filewords]", val_split=0, sample_every=0,
-              val_every=0)
 
 
 @pytest.fixture(scope="module")
@@ -29,30 +29,19 @@ def page(a1111, browser):
 
 @pytest.fixture
 def loaded(a1111):
-    """The loaded model's tensor hashes before the test; after it, the test must have left them so."""
-    before = a1111.hashes()
-    yield before
-    assert a1111.hashes() == before, "the loaded model's weights changed"
+    yield from unchanged(a1111)
 
-
-def info(a1111, prompt: str):
-    """(PNG bytes, infotext) of a txt2img of `prompt`."""
-    import base64
-    import json
-    out = a1111.api("POST", "/sdapi/v1/txt2img", dict(prompt=prompt, seed=1234, steps=4, width=64, height=64,
-                                                       cfg_scale=7, sampler_name="Euler"))
-    return base64.b64decode(out["images"][0]), json.loads(out["info"])["infotexts"][0]
 
 
 def test_textual_inversion_through_the_tab_gives_an_embedding_txt2img_uses_at_once(a1111, page, shapes_dir, loaded):
-    before_img, before_info = info(a1111, "a stpshape on grey")
+    before_img, before_info = a1111.txt2img_info("a stpshape on grey")
     fill_trainer(page, "ti", data=shapes_dir, token="stpshape", init_word="shape", steps=6, lr=0.05, name="ti-run",
-                 **COMMON)
+                 **QUICK)
     assert start_and_wait(page) == "done", result_text(page)
     placed = Path(placed_path(page))
     assert placed == a1111.data / "embeddings" / "stpshape.safetensors" and placed.is_file()
 
-    img, text = info(a1111, "a stpshape on grey")  # no reload, no refresh: usable at once
+    img, text = a1111.txt2img_info("a stpshape on grey")  # no reload, no refresh: usable at once
     assert re.search(r"TI hashes: \"?stpshape: [0-9a-f]+", text), text  # the WebUI says it used the embedding
     assert img != before_img and "TI hashes" not in before_info
     names = a1111.api("GET", "/sdapi/v1/embeddings")["loaded"]
@@ -63,13 +52,13 @@ def test_textual_inversion_through_the_tab_gives_an_embedding_txt2img_uses_at_on
 def test_lora_through_the_tab_loads_fully_in_the_builtin_lora_extension(a1111, page, shapes_dir, loaded):
     # a token of its own: the one above is now a loaded embedding, which Start refuses for any method
     fill_trainer(page, "lora", data=shapes_dir, token="stplora", steps=6, lr=0.01, name="lora-run", rank=4, alpha=4,
-                 **COMMON)
+                 **QUICK)
     assert start_and_wait(page) == "done", result_text(page)
     placed = Path(placed_path(page))
     assert placed == a1111.data / "models" / "Lora" / "lora-run.safetensors" and placed.is_file()
 
-    plain, _ = info(a1111, "a red circle")
-    with_lora, text = info(a1111, "a red circle <lora:lora-run:1>")
+    plain, _ = a1111.txt2img_info("a red circle")
+    with_lora, text = a1111.txt2img_info("a red circle <lora:lora-run:1>")
     assert with_lora != plain and "lora-run" in text  # the LoRA changed the image, and the infotext names it
     applied = a1111.py("""
 import networks
@@ -81,12 +70,12 @@ result = {"name": net.name, "file": sorted({k.split('.')[0] for k in keys}),
 """)
     assert applied["name"] == "lora-run"
     assert applied["applied"] == applied["file"] and len(applied["file"]) > 0  # every module in the file applied
-    again, _ = info(a1111, "a red circle")  # without the tag the WebUI puts its weights back (checked by `loaded`)
+    again, _ = a1111.txt2img_info("a red circle")  # without the tag the WebUI puts its weights back (checked by `loaded`)
     assert again == plain
 
 
 def test_dreambooth_through_the_tab_lists_a_checkpoint_and_puts_the_loaded_model_back(a1111, page, shapes_dir, loaded):
-    fill_trainer(page, "dreambooth", data=shapes_dir, token="sks", steps=4, lr=1e-4, name="db-run", **COMMON)
+    fill_trainer(page, "dreambooth", data=shapes_dir, token="sks", steps=4, lr=1e-4, name="db-run", **QUICK)
     assert start_and_wait(page) == "done", result_text(page)
     placed = Path(placed_path(page))
     assert placed == a1111.data / "models" / "Stable-diffusion" / "db-run.safetensors" and placed.is_file()
@@ -103,7 +92,7 @@ def test_a_running_run_shows_in_the_webui_progress_refuses_a_second_start_and_st
         a1111, page, shapes_dir, loaded):
     """Dreambooth with the text encoder: the run changes the loaded weights in place; Interrupt
     stops it and puts them back (`loaded` compares every tensor's hash)."""
-    fill_trainer(page, "dreambooth", data=shapes_dir, steps=400, lr=1e-3, name="long-run", te=True, **COMMON)
+    fill_trainer(page, "dreambooth", data=shapes_dir, steps=400, lr=1e-3, name="long-run", te=True, **QUICK)
     before = job_box(page).get_attribute("data-job")
     page.locator(f"{TAB} #stp_train_start").first.click()
     expect(job_box(page)).to_have_attribute("data-job", re.compile(rf"^(?!{before}$)\d+$" if before else r"^\d+$"),
@@ -124,7 +113,7 @@ def test_a_running_run_shows_in_the_webui_progress_refuses_a_second_start_and_st
     assert f"Stopped at update {step}" in result_text(page)
     assert a1111.api("GET", "/sd_trainplan/train")["state"] == "stopped"
     assert not list((a1111.data / "models" / "Stable-diffusion").glob("long-run*"))  # a stopped run exports nothing
-    info(a1111, "a red circle")  # the queue is free again: txt2img runs
+    a1111.txt2img_info("a red circle")  # the queue is free again: txt2img runs
     fill_trainer(page, "dreambooth", te=False)
 
 
@@ -132,7 +121,7 @@ def test_a_bad_dataset_folder_is_named_before_anything_starts(a1111, page, tmp_p
     runs = a1111.data / "outputs" / "sd_trainplan"
     existing = set(runs.iterdir()) if runs.exists() else set()
     before = job_box(page).get_attribute("data-job")
-    fill_trainer(page, "ti", data=tmp_path / "nowhere", token="stpbad", steps=5, name="bad", **COMMON)
+    fill_trainer(page, "ti", data=tmp_path / "nowhere", token="stpbad", steps=5, name="bad", **QUICK)
     page.locator(f"{TAB} #stp_train_start").first.click()
     expect(page.locator(f"{TAB} #stp_train_data_msg .stp-msg").first).to_contain_text("is not a folder")
     assert job_box(page).get_attribute("data-job") == before  # nothing ran

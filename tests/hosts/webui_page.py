@@ -48,6 +48,9 @@ def open_webui_tab(page, name: str) -> None:
 # ---- training through the tab's trainer panel (the same fields as standalone) -----------------
 
 RUN_MS = 240_000  # a whole tiny run in a WebUI on a busy 2-core machine
+# the fields of a quick run on a tiny model: 64 px, no validation, no samples
+QUICK = dict(resolution=64, batch_size=2, instance_prompt="[name] [filewords]", val_split=0, sample_every=0,
+             val_every=0)
 
 
 def fill_trainer(page, method: str, **fields) -> None:
