@@ -15,6 +15,7 @@ set -euo pipefail
 KIND=${1:?usage: build_host.sh a1111|forge DEST [HOSTS_SRC]}
 DEST=$2
 SRC=${3:-${HOSTS_SRC:-../shared/hosts}}
+[ -d "$SRC" ] && SRC=$(cd "$SRC" && pwd)  # absolute: the checkpoint makers run from inside the WebUI's folder
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1
 unset PIP_FIND_LINKS PIP_CONSTRAINT PIP_INDEX_URL PIP_EXTRA_INDEX_URL || true
