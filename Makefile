@@ -50,7 +50,7 @@ envs: $(VENV)/.ok-test $(A1111)/.ok $(A1111)/.ok-sgm
 hosts: $(HOSTS)/a1111.ok $(HOSTS)/forge.ok
 
 # A real WebUI: its tree and pinned repositories, a venv with the torch it pins, its tiny checkpoint.
-$(HOSTS)/%.ok: tests/hosts/build_host.sh
+$(HOSTS)/%.ok: tests/hosts/build_host.sh tests/hosts/make_tiny_sd1.py tests/hosts/make_tiny_sdxl.py tests/hosts/make_forge_sd1.py
 	bash tests/hosts/build_host.sh $* $(HOSTS)/$* $(HOSTS_SRC)
 	touch $@
 

@@ -75,7 +75,8 @@ case $KIND in
 esac
 "$V" -m pip check
 
-# ---- 3. the tiny checkpoints it loads offline (kept beside the tree: each test session copies or
+# ---- 3. the tiny checkpoints it loads offline (the makers are ours, from ../shared/hosts, kept here so a
+# build without HOSTS_SRC has them; kept beside the tree: each test session copies or
 # links them into its own --data-dir, so the WebUI's tree is never written) ---------------------
 M=$(dirname "$DEST")/$KIND-models
 case $KIND in
@@ -84,13 +85,13 @@ case $KIND in
     # there; its yaml names the CLIP folder by absolute path, so it is made where it stays: in M
     mkdir -p "$M"; ln -sfn "$DEST/repositories" "$M/repositories"; ln -sfn "$DEST/configs" "$M/configs"
     test -f "$M/models/Stable-diffusion/tiny-sd1.safetensors" || \
-      (cd "$DEST" && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$V" "$SRC/make_tiny_sd1.py" "$M" | tail -3)
+      (cd "$DEST" && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$V" "$HERE/make_tiny_sd1.py" "$M" | tail -3)
     # the tiny SDXL (sgm from repositories/generative-models; its yaml names its CLIP-L folder in M)
     test -f "$M/models/Stable-diffusion/tiny-sdxl.safetensors" || \
       (cd "$DEST" && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$V" "$HERE/make_tiny_sdxl.py" "$M" | tail -5) ;;
   forge)
     test -f "$M/models/Stable-diffusion/rand-sd15-small.safetensors" || \
-      (cd "$DEST" && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$V" "$SRC/make_forge_sd1.py" "$DEST" && \
+      (cd "$DEST" && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$V" "$HERE/make_forge_sd1.py" "$DEST" && \
        mkdir -p "$M/models/Stable-diffusion" && \
        mv "$DEST/models/Stable-diffusion/rand-sd15-small.safetensors" "$M/models/Stable-diffusion/") ;;
 esac
