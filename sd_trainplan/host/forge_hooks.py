@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Optional
 
 from ..ui.hooks import UiHooks
 from .forge_session import RunOnForgeModel, clear_prompt_cache
-from .hooks import WebUiHost, hooks_for
+from .hooks import WebUiHost, hooks_for, loaded_source
 
 FORGE_NOTICE = ("Training here uses the SD1.x checkpoint Forge has loaded: no second copy, no conversion, no"
                 " download (Forge loads a checkpoint at its first generation: generate one image first)."
@@ -30,25 +30,14 @@ FORGE_NOTICE = ("Training here uses the SD1.x checkpoint Forge has loaded: no se
 
 class ForgeHost(WebUiHost):
     # --- model --------------------------------------------------------------------------------
-    def load_adapter(self, cfg):
+    # load_adapter is WebUiHost's: these two are Forge's
+    def start_run(self, cfg) -> RunOnForgeModel:
         from modules import shared
+        return RunOnForgeModel(shared.sd_model, cfg, shared.opts, note=self.note)
+
+    def adapter_for(self, run: RunOnForgeModel):
         from .forge_adapter import ForgeAdapter
-        if self.run is not None:  # a job that ended without restore(): put that model back first
-            self.restore()
-        engine = shared.sd_model
-        run = RunOnForgeModel(engine, cfg, shared.opts, note=self.note)
-        run.start()
-        self.run = run
-        try:
-            info = getattr(engine, "sd_checkpoint_info", None)
-            source = f"Forge's loaded model {getattr(info, 'name_for_extra', '') or ''}".strip()
-            adapter = ForgeAdapter(engine, run.device, source=source)
-            adapter.on_token = lambda tv: run.cleanups.append(lambda: adapter.remove_token(tv))
-        except BaseException:
-            self.restore()
-            raise
-        self.status.set(method=cfg.method, notes=list(run.notes))
-        return adapter
+        return ForgeAdapter(run.engine, run.device, source=loaded_source("Forge's loaded model", run.engine))
 
     # --- queue ----------------------------------------------------------------------------------
     def call(self, fn: Callable, *args, **kwargs) -> Any:

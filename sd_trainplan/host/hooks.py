@@ -39,27 +39,36 @@ class WebUiHost:
 
     # --- model --------------------------------------------------------------------------------
     def load_adapter(self, cfg):
-        from modules import devices, lowvram, sd_hijack, shared
-        from modules.textual_inversion.textual_inversion import Embedding
-        from .adapter import WebUiLdmAdapter
-        from .sdxl_adapter import WebUiSgmAdapter
+        """Check and prepare the loaded model (start_run), then wrap it (adapter_for); whatever
+        fails after the run started puts the model back first."""
         if self.run is not None:  # a job that ended without restore(): put that model back first
             self.restore()
-        model = shared.sd_model
-        run = RunOnLoadedModel(model, cfg, shared.cmd_opts, shared.opts, devices.device, lowvram, note=self.note)
+        run = self.start_run(cfg)
         run.start()
         self.run = run
         try:
-            info = getattr(model, "sd_checkpoint_info", None)
-            source = f"the WebUI's loaded model {getattr(info, 'name_for_extra', '') or ''}".strip()
-            kind = WebUiSgmAdapter if hasattr(model, "conditioner") else WebUiLdmAdapter  # SDXL: sgm's DiffusionEngine
-            adapter = kind(model, devices.device, sd_hijack.model_hijack.embedding_db, Embedding, source=source)
+            adapter = self.adapter_for(run)
             adapter.on_token = lambda tv: run.cleanups.append(lambda: adapter.remove_token(tv))
         except BaseException:
             self.restore()
             raise
         self.status.set(method=cfg.method, notes=list(run.notes))
         return adapter
+
+    def start_run(self, cfg) -> RunOnLoadedModel:
+        from modules import devices, lowvram, shared
+        return RunOnLoadedModel(shared.sd_model, cfg, shared.cmd_opts, shared.opts, devices.device, lowvram,
+                                note=self.note)
+
+    def adapter_for(self, run: RunOnLoadedModel):
+        from modules import devices, sd_hijack
+        from modules.textual_inversion.textual_inversion import Embedding
+        from .adapter import WebUiLdmAdapter
+        from .sdxl_adapter import WebUiSgmAdapter
+        model = run.model
+        kind = WebUiSgmAdapter if hasattr(model, "conditioner") else WebUiLdmAdapter  # SDXL: sgm's DiffusionEngine
+        return kind(model, devices.device, sd_hijack.model_hijack.embedding_db, Embedding,
+                    source=loaded_source("the WebUI's loaded model", model))
 
     def restore(self) -> None:
         run, self.run = self.run, None
@@ -166,6 +175,12 @@ def hooks_for(host: WebUiHost, notice: str, host_name: str) -> UiHooks:
                    should_stop=host.should_stop, check=host.check, after_job=host.after_job, restore=host.restore,
                    output_dir=settings.folder("sd_trainplan_runs_dir"), notice=notice, can_train=True,
                    host_name=host_name, task_id=lambda: host.status.snapshot().get("task_id") or "")
+
+
+def loaded_source(what: str, model) -> str:
+    """What a run trains, for the log: `what` and the checkpoint's name."""
+    info = getattr(model, "sd_checkpoint_info", None)
+    return f"{what} {getattr(info, 'name_for_extra', '') or ''}".strip()
 
 
 def _shared_state():
