@@ -17,6 +17,11 @@ RANDOM = ("random-sd1", "random-sd2")  # full-size architectures with random wei
 
 def load_model(model: str, device, dtype=torch.float32, seed: int = 0, config=None, masters=()):
     """Frozen parts in `dtype`; the parts named in `masters` (what Dreambooth trains) in fp32."""
+    from pathlib import Path
+
+    from . import preload
+    if model in RANDOM or model == "tiny" or not Path(model).expanduser().is_dir():
+        preload.wait()  # (a diffusers folder's weights are read first, while the import finishes)
     if model in RANDOM:
         return random_model(model.split("-")[1], device, dtype, seed, masters)
     if model == "tiny" and not has_diffusers():
