@@ -133,7 +133,7 @@ def timed_run(cfg, adapter, device, t0: float, warm: int) -> dict:
     after `warm` updates and the last; the first update's time is counted from t0 (Start)."""
     import torch
     from sd_trainplan.train.loop import train
-    marks, first, loaded = {}, [], []
+    marks, first, loaded, graphs = {}, [], [], []
 
     def sink(ev):
         if ev.kind == "step" and ev.step:
@@ -144,12 +144,15 @@ def timed_run(cfg, adapter, device, t0: float, warm: int) -> dict:
             first.append(time.perf_counter())
         elif ev.kind == "prepare" and ev.message.startswith("loaded in"):
             loaded.append(ev.message.split(":")[0])
+        elif ev.kind == "prepare" and "CUDA graphs off" in ev.message:  # the fast path fell back to eager
+            graphs.append(ev.message)
 
     result = train(cfg, adapter=adapter, sinks=[sink], export=False)
     start = min(s for s in marks if s >= warm)
     dt = (marks[cfg.steps] - marks[start]) / (cfg.steps - start)
     row = dict(ms_per_update=dt * 1e3, img_per_s=cfg.batch_size / dt, first_update_s=first[0] - t0,
-               loss=result.last_loss, timings=result.timings)
+               loss=result.last_loss, timings=result.timings,
+               cuda_graphs="off: " + graphs[0] if graphs else "on" if device.type == "cuda" else "-")
     if device.type == "cuda":
         row.update(peak_gib=torch.cuda.max_memory_allocated() / 2 ** 30,
                    peak_reserved_gib=torch.cuda.max_memory_reserved() / 2 ** 30)
