@@ -193,12 +193,16 @@ def forge_row(method: str, bs: int, res: int, data: Path, device, total: int, lo
 
 
 def commit() -> str:
+    """SD_TRAINPLAN_COMMIT when set (a copy without .git, e.g. on the GPU machine, may sit inside
+    another checkout, whose HEAD git would report), else this checkout's HEAD."""
+    if os.environ.get("SD_TRAINPLAN_COMMIT"):
+        return os.environ["SD_TRAINPLAN_COMMIT"]
     import subprocess
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
     except OSError:
         out = ""
-    return out.strip() or os.environ.get("SD_TRAINPLAN_COMMIT", "?")
+    return out.strip() or "?"
 
 
 def main() -> None:
