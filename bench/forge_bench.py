@@ -248,7 +248,11 @@ def main() -> None:
     rows, checks = [], []
     methods = a.method.split(",")
 
+    from sd_trainplan.plan.memory import estimate_gib
+
     def add(row):
+        if "bs" in row and "method" in row:  # what the planner says this run needs
+            row["estimated_gib"] = estimate_gib(row["method"], row["bs"], res, row["impl"])
         print(json.dumps(row), flush=True)
         rows.append(row)
 
