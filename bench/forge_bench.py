@@ -26,6 +26,10 @@ before the run; Forge's resident model counts, as the standalone row's loaded mo
                               [--variants standalone,forge,forge-bf16] [--steps 20] [--budget-s 330]
                               [--ckpt FILE] [--out bench/results] [--tiny]
 --tiny: the CPU, 64 px, batch size 1, 2 updates: checks the script end to end, measures nothing.
+On a GPU machine without Forge: carry Forge's backend/ (with only backend/huggingface/runwayml/
+stable-diffusion-v1-5 of its configs), packages_3rdparty/ and repositories/huggingface_guess/ in one
+folder (3 MB) for --forge, and its pins as wheels (diffusers 0.31.0, transformers 4.46.1, tokenizers,
+huggingface_hub, accelerate, peft, importlib_metadata; clip-anytorch for our CLIP vocabulary).
 """
 from __future__ import annotations
 
