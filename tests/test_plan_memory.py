@@ -23,7 +23,8 @@ def test_bench_results_are_recorded():
 @pytest.mark.parametrize("path", RESULTS, ids=[p.stem for p in RESULTS])
 def test_estimate_within_15_percent_of_every_measured_peak(path):
     data = json.loads(path.read_text())
-    rows = [r for r in data["rows"] if path.parent == ROOT or r["impl"] in STILL_CURRENT]
+    rows = [r for r in data["rows"] if (path.parent == ROOT or r["impl"] in STILL_CURRENT)
+            and "peak_gib" in r]  # a row that stopped (an error, over the time budget) measured nothing
     assert rows
     for row in rows:
         est = estimate_gib(row["method"], row["bs"], data["res"], row["impl"])

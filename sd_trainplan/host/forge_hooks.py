@@ -50,12 +50,18 @@ class ForgeHost(WebUiHost):
         return box.get("result")
 
     def check(self, cfg):
-        """At Start: the token against the embeddings Forge's text engine has loaded, matched as its
-        engine matches them in prompts (backend/text_processing: tokenize, find_embedding_at_position).
-        Before the first generation there is no engine yet: load_adapter refuses that run anyway."""
+        """At Start, beside the fields, before a job is queued: a model is loaded (before Forge's
+        first generation `shared.sd_model` is its placeholder, modules/sd_models.py FakeInitialModel:
+        the same refusal load_adapter makes, said beside the Model field), and the token against the
+        embeddings Forge's text engine has loaded, matched as its engine matches them in prompts
+        (backend/text_processing: tokenize, find_embedding_at_position)."""
         from modules import shared
+        from .forge_model import NOT_LOADED
         from .token_names import token_problems
-        engine = getattr(shared.sd_model, "text_processing_engine", None)
+        model = shared.sd_model
+        if getattr(model, "forge_objects", None) is None:
+            return [NOT_LOADED]
+        engine = getattr(model, "text_processing_engine", None)
         return token_problems(cfg, getattr(engine, "tokenize", None), getattr(engine, "embeddings", None))
 
     # --- results ------------------------------------------------------------------------------

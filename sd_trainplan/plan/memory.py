@@ -91,9 +91,13 @@ def _sdxl_activations(method: str, key: str, per_img: float, offset: float) -> T
 
 def estimate_gib(method: str, batch_size: int, resolution: int, impl: str = "ours") -> float:
     """The bench's rows: impl in recipe | ours | ours_lowvram | ours_compiled | ldm_ours | ldm_webui, and
-    sdxl_ + one of them (compiled: estimated as ours; it measured 9% under at BS 16)."""
+    sdxl_ + one of them (compiled: estimated as ours; it measured 9% under at BS 16); bench/forge_bench.py's
+    standalone | forge | forge-bf16."""
     arch = "sdxl" if impl.startswith("sdxl_") else "sd1"  # bench/sdxl_bench.py's rows: SDXL at 1024 px
     impl = impl[len("sdxl_"):] if arch == "sdxl" else impl
+    # Forge holds its model as the WebUI does (half-precision weights under bf16 autocast, whose weight
+    # casts are kept for the backward pass): its rows measured within 10% of the ldm model's (2026-11-30)
+    impl = {"standalone": "ours", "forge": "ldm_ours", "forge-bf16": "ldm_ours"}.get(impl, impl)
     low = impl == "ours_lowvram"
     return estimate(method, batch_size, resolution, arch, optimizer="adamw8bit" if low else "adamw",
                     checkpointing=low, impl="ours" if low or impl == "ours_compiled" else impl).total_gib

@@ -1,8 +1,9 @@
 """The extension in the real Forge (dfdcbab6, gradio 4.40), installed as the README says: its
 installer changes no package, the tab is there and plans, our HTTP routes follow Forge's API
 rules (--api-auth), the tab says what is true there (training on the loaded model, its notice where
-Start is, no "Apply to the WebUI's Train tab" since Forge has none) and its own events log nothing
-in the browser console."""
+Start is, no "Apply to the WebUI's Train tab" since Forge has none), Start before Forge has loaded
+its checkpoint is refused beside the Model field, and the tab's own events log nothing in the
+browser console."""
 from __future__ import annotations
 
 import pytest
@@ -10,7 +11,7 @@ from playwright.sync_api import expect
 
 from harness import FORGE, pip_freeze
 from ui_harness import cell, choose, text_input, type_into
-from webui_page import TAB, open_tab, ours
+from webui_page import QUICK, TAB, fill_trainer, job_box, open_tab, ours
 
 from sd_trainplan.plan import plan_from_raw
 from sd_trainplan.plan.presets import load_presets
@@ -40,6 +41,39 @@ def test_with_api_auth_our_routes_ask_for_forges_credentials(second):
         assert second.request(method, path, data, auth=None)[0] == 401, path
         assert second.request(method, path, data, auth="stp:wrong")[0] == 401, path
         assert second.request(method, path, data, auth=AUTH)[0] == 200, path
+
+
+LOADED = "from modules import shared\nresult = type(shared.sd_model).__name__"
+
+
+def test_start_before_forges_first_generation_is_refused_beside_the_model_field(second, browser, tmp_path):
+    """Forge loads its checkpoint at the first generation, not at start-up (modules/sd_models.py: a
+    FakeInitialModel until then); the second launch has generated nothing. Start in the tab says so
+    beside the Model field and starts nothing: no job, no file, Forge's model still not loaded."""
+    from sd_trainplan.train.sample_data import make_shapes
+    assert second.py(LOADED) == "FakeInitialModel"
+    data = make_shapes(tmp_path / "shapes", colors=("red",), shapes=("circle", "square"))
+    outputs = second.data / "outputs"
+    before = sorted(p.relative_to(second.data) for p in second.data.rglob("*") if p.is_file() and "outputs" in p.parts)
+    page = open_tab(browser, second)
+    try:
+        job = job_box(page).get_attribute("data-job")
+        fill_trainer(page, "lora", **{**QUICK, "data": data, "steps": 2, "token": "stp", "name": "forge-not-loaded"})
+        page.locator(f"{TAB} #stp_train_start").first.click()
+        beside = page.locator(f"{TAB} #stp_train_model_msg .stp-msg").first
+        expect(beside).to_contain_text("Forge has not loaded its checkpoint yet")
+        expect(beside).to_contain_text("generate one image in txt2img")
+        expect(page.locator(f"{TAB} #stp_train_status")).to_contain_text("nothing was started")
+        page.wait_for_timeout(1000)  # a job would have been queued by now
+        assert job_box(page).get_attribute("data-job") == job
+    finally:
+        page.close()
+    assert second.api("GET", "/sd_trainplan/train")["state"] == "idle"
+    assert second.py(LOADED) == "FakeInitialModel"  # Start did not load it either
+    after = sorted(p.relative_to(second.data) for p in second.data.rglob("*") if p.is_file() and "outputs" in p.parts)
+    assert after == before and not (outputs / "sd_trainplan").exists()
+    assert not list(second.data.rglob("forge-not-loaded*"))
+    assert "Traceback" not in second.log(), second.log_tail()
 
 
 def test_the_tab_is_in_config_renders_plans_and_logs_nothing_in_the_console(forge, browser):
