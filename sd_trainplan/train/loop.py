@@ -56,9 +56,13 @@ def prepare_checks(cfg: TrainConfig, world: int = 1, check_model: bool = True) -
     the model, as the WebUI does), the dataset. All problems are reported together, each naming
     its field or file."""
     problems = check_config(cfg)
-    known = ("tiny", "random-sd1", "random-sd2")
-    if check_model and cfg.model not in known and not Path(cfg.model).expanduser().exists():
+    from ..models.load import RANDOM
+    path = Path(cfg.model).expanduser()
+    if check_model and cfg.model not in ("tiny",) + RANDOM and not path.exists():
         problems.append(f"model: {cfg.model} does not exist (give 'tiny', a diffusers folder or a .safetensors file)")
+    elif check_model and path.is_dir():
+        from ..models.sdxl_diffusers import is_sdxl_folder, folder_problems
+        problems += folder_problems(path) if is_sdxl_folder(path) else []
     if cfg.optimizer == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
         problems.append("optimizer: adamw8bit needs the bitsandbytes package, which is not installed; install it"
                         " yourself (pip install bitsandbytes) or use adamw")
