@@ -131,7 +131,7 @@ class DiffusersSdxlAdapter(DiffusersAdapter):
         from .sdxl_names import diffusers_to_sgm_state
         return diffusers_to_sgm_state(self._unet.state_dict(), self._vae.state_dict(), self._text.state_dict(),
                                       self._text2.state_dict(), self.layers_per_block,
-                                      len(self._vae.config.block_out_channels), self.alphas_cumprod)
+                                      len(self._vae.config.block_out_channels), self.scheduler_config)
 
     def save_folder(self, folder) -> Path:
         """Write the model as a diffusers StableDiffusionXLPipeline folder."""

@@ -60,14 +60,18 @@ def open_clip_state(text2: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return out
 
 
-def sgm_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    a = alphas_cumprod.double().cpu()
-    return ((1 - a) / a).float().sqrt()
+def sgm_sigmas(scheduler_config: dict) -> torch.Tensor:
+    """As sgm's LegacyDDPMDiscretization: the schedule in float64, (1 - a) / a cast to float32, then
+    the root (from float32 alphas_cumprod, 1 - a near t = 0 would lose digits)."""
+    steps = scheduler_config.get("num_train_timesteps", 1000)
+    start, end = scheduler_config.get("beta_start", 0.00085), scheduler_config.get("beta_end", 0.012)
+    a = torch.cumprod(1 - torch.linspace(start ** 0.5, end ** 0.5, steps, dtype=torch.float64) ** 2, 0)
+    return ((1 - a) / a).float() ** 0.5
 
 
 def diffusers_to_sgm_state(unet: Dict[str, torch.Tensor], vae: Dict[str, torch.Tensor], text: Dict[str, torch.Tensor],
                            text2: Dict[str, torch.Tensor], layers_per_block: int, vae_blocks: int,
-                           alphas_cumprod: torch.Tensor) -> Dict[str, torch.Tensor]:
+                           scheduler_config: dict) -> Dict[str, torch.Tensor]:
     out: Dict[str, torch.Tensor] = {}
     pairs = unet_pairs_for_state(unet, layers_per_block) + LABEL_EMB
     for k, v in unet.items():
@@ -86,5 +90,5 @@ def diffusers_to_sgm_state(unet: Dict[str, torch.Tensor], vae: Dict[str, torch.T
         out[pos] = torch.arange(table.shape[0], dtype=torch.int64, device=table.device)[None]
     for k, v in open_clip_state(text2).items():
         out[PREFIXES["text_encoder_2"] + k] = v
-    out["denoiser.sigmas"] = sgm_sigmas(alphas_cumprod)
+    out["denoiser.sigmas"] = sgm_sigmas(scheduler_config)
     return out
