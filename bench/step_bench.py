@@ -181,7 +181,7 @@ def timed_train(cfg_kw: dict, adapter, device, warm: int, steps: int, impl: str,
         if ev.kind == "step" and ev.step:
             sync(device)
             marks[ev.step] = time.perf_counter()
-        if ev.kind == "prepare" and "CUDA graphs" in ev.message:
+        if ev.kind == "prepare" and ("CUDA graphs" in ev.message or "low VRAM" in ev.message):
             notes.append(ev.message)
 
     t0 = time.perf_counter()

@@ -59,6 +59,10 @@ class DiffusersAdapter:
     def vae(self) -> nn.Module:
         return self._vae
 
+    def parkable_parts(self) -> List[nn.Module]:
+        """What the update never calls once prompts and latents are cached (train/offload.py)."""
+        return [self.text_encoder(), self._vae]
+
     def encode_images(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """[-1, 1] images -> (mean, std) of the scaled latent distribution."""
         with torch.no_grad():

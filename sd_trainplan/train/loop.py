@@ -7,7 +7,6 @@ so the step is a function of tensors with no host synchronisation except at log 
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 import importlib.util
@@ -22,6 +21,8 @@ from .batches import UpdateOrder
 from .checkpoint import (keeps_final_checkpoint, latest_checkpoint, load_checkpoint, log_metrics, new_run_dir,
                          save_checkpoint, state_bytes, write_config)
 from .config import ConfigError, TrainConfig, check_config, lr_schedule
+from .offload import park_frozen_parts
+from .precision import autocast_for, compute_dtype
 from .data import Dataset, DataError, load_dataset
 from .dist import OverlappedAverage, Processes, any_true, barrier, broadcast, reduce_mean
 from .events import Emitter, Sink
@@ -89,36 +90,6 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_for(cfg: TrainConfig, device: torch.device, weights: torch.dtype = torch.float32):
-    """(context factory, GradScaler or None). Mixed precision keeps fp32 master weights.
-    'auto' computes in bf16 wherever the GPU has it, also on the WebUI's fp16 weights: bf16 needs no
-    loss scaling, so the update can be replayed from a CUDA graph (measured 4.1x the WebUI Train
-    tab's speed on its own model class). On a GPU without bf16, fp16 weights train in fp16 autocast
-    with loss scaling, as the WebUI's own trainer does; elsewhere in fp32."""
-    dtype = _precision(cfg, device, weights)
-    if dtype == torch.float32:
-        return contextlib.nullcontext, None
-    scaler = torch.cuda.amp.GradScaler() if dtype == torch.float16 else None
-    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
-
-
-def _precision(cfg: TrainConfig, device: torch.device, weights: torch.dtype) -> torch.dtype:
-    precision = cfg.precision
-    if precision == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            precision = "bf16"
-        elif device.type == "cuda" and weights == torch.float16:
-            precision = "fp16"
-        else:
-            precision = "fp32"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-
-
-def compute_dtype(cfg: TrainConfig, device: torch.device, adapter) -> torch.dtype:
-    """The dtype autocast computes in for this run (fp32: no autocast)."""
-    return _precision(cfg, device, getattr(adapter, "dtype", torch.float32))
-
-
 def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Callable[[], bool] = lambda: False,
           resume: Optional[str] = None, procs: Processes = Processes(), export: bool = True,
           graph_capture: bool = True, started: Optional[float] = None) -> RunResult:
@@ -164,16 +135,20 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     if cfg.gradient_checkpointing:
         adapter.set_gradient_checkpointing(True)
     autotune = torch.backends.cudnn.benchmark  # a process-wide switch: the host's own value comes back after
+    undo = []  # what _run moved off the GPU (offload.py), put back however it ends
     try:
-        return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases)
+        return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases, undo)
     finally:
+        for restore in undo:
+            restore()
         torch.backends.cudnn.benchmark = autotune
         method.close()
         if cfg.gradient_checkpointing:
             adapter.set_gradient_checkpointing(False)
 
 
-def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases) -> RunResult:
+def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases,
+         undo) -> RunResult:
     device = adapter.device
     # ---- 3. data on the device: latents once, prompts, prior-preservation images --------------
     emit("prepare", message=f"encoding {len(data.train) + len(data.val)} images")
@@ -245,6 +220,11 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
         return val, stab
 
     noise = NoiseScale(cfg.batch_size, eb) if cfg.noise_scale and eb > cfg.batch_size else None
+    restore = park_frozen_parts(cfg, adapter, prompts.cacheable, prior)  # low VRAM: only the UNet on the GPU
+    if restore is not None:
+        undo.append(restore)
+        emit("prepare", message="low VRAM: the text encoders and the VAE wait on the CPU while the UNet trains"
+             " (the prompts' conditioning and the latents are cached)")
 
     # ---- 5. the loop over weight updates ------------------------------------------------------
     last_loss, val_loss, stopped = None, None, False
@@ -324,6 +304,8 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
             return RunResult(run_dir, done, None, True, last_loss, val_loss)
 
     phases.lap("training")
+    for back in undo:  # the final validation and the export may need them
+        back()
     # ---- 6. export first (the file the user waits for), then the resumable checkpoint --------
     if cfg.val_every == 0 and val_latents:
         val_loss, _ = validate(cfg.steps)
