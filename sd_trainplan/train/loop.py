@@ -21,7 +21,7 @@ from .batches import UpdateOrder
 from .checkpoint import (keeps_final_checkpoint, latest_checkpoint, load_checkpoint, log_metrics, new_run_dir,
                          save_checkpoint, state_bytes, write_config)
 from .config import ConfigError, TrainConfig, check_config, lr_schedule
-from .offload import park_frozen_parts
+from .offload import park_frozen_parts, unet_parked
 from .precision import autocast_for, compute_dtype
 from .data import Dataset, DataError, load_dataset
 from .dist import OverlappedAverage, Processes, any_true, barrier, broadcast, reduce_mean
@@ -152,11 +152,12 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
     device = adapter.device
     # ---- 3. data on the device: latents once, prompts, prior-preservation images --------------
     emit("prepare", message=f"encoding {len(data.train) + len(data.val)} images")
-    latents = encode_items(adapter, data.train, with_flip=cfg.flip > 0)
-    val_latents = encode_items(adapter, data.val, with_flip=False) if data.val else {}
     name = method.prompt_name()
     prompts = Prompts(cfg, data.train, name, method.fresh_text)
-    prompts.build_cache(adapter)
+    with unet_parked(cfg, adapter):  # low VRAM: the UNet waits on the CPU meanwhile (offload.py)
+        latents = encode_items(adapter, data.train, with_flip=cfg.flip > 0)
+        val_latents = encode_items(adapter, data.val, with_flip=False) if data.val else {}
+        prompts.build_cache(adapter)
     val_prompts = fixed_prompts(cfg, data.val, name)
     train_prompts = fixed_prompts(cfg, data.train, name)
     stable = stable_subset(len(data.train), cfg.seed)

@@ -1,4 +1,9 @@
-"""The low-VRAM option's second half: frozen parts the update never calls leave the GPU while it runs.
+"""The low-VRAM option's second half: model parts that a phase of the run never calls leave the GPU
+for that phase.
+
+While the images and prompts are encoded (once, at the start), the UNet waits on the CPU
+(`unet_parked`): the VAE's activations at 1024 px then come on top of the VAE and text encoders alone,
+not of the whole model.
 
 With the prompts' conditioning cached (nothing makes them change: the text encoders frozen, no tag
 shuffle or caption dropout) and the latents cached, an update runs the UNet alone; the text encoders
@@ -13,15 +18,35 @@ An adapter offers the parts it can lend (`parkable_parts`): the standalone adapt
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Optional
 
 import torch
 
 
+def _lowvram(cfg, adapter) -> bool:
+    return cfg.gradient_checkpointing and adapter.device.type == "cuda" and hasattr(adapter, "parkable_parts")
+
+
+@contextlib.contextmanager
+def unet_parked(cfg, adapter):
+    """The UNet on the CPU inside the block (low VRAM only), back on its device after, however it ends."""
+    if not _lowvram(cfg, adapter):
+        yield
+        return
+    unet = adapter.unet()
+    where = next(unet.parameters()).device
+    unet.to("cpu")
+    torch.cuda.empty_cache()
+    try:
+        yield
+    finally:
+        unet.to(where)
+
+
 def park_frozen_parts(cfg, adapter, cacheable: bool, prior) -> Optional[Callable[[], None]]:
     """Move the parts to the CPU; returns the call that puts each back on its device (None: nothing moved)."""
-    if not (cfg.gradient_checkpointing and cacheable and prior is None and not cfg.val_every
-            and not cfg.sample_every and adapter.device.type == "cuda" and hasattr(adapter, "parkable_parts")):
+    if not (_lowvram(cfg, adapter) and cacheable and prior is None and not cfg.val_every and not cfg.sample_every):
         return None
     parts = [m for m in adapter.parkable_parts() if any(True for _ in m.parameters())]
     where = [next(m.parameters()).device for m in parts]
