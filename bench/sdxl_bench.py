@@ -6,11 +6,13 @@ SDXL-size random weights, 1024 px.
   sd_xl_base.yaml (generative-models at the commit AUTOMATIC1111 1.10.1 pins, --sgm), loaded as the
   WebUI loads it: fp16, sd_models_xl.extend_sdxl, both text encoders hijacked (the WebUI's modules as
   tests/webui/standin mirrors them), Textual Inversion through its embedding database.
-"sdxl_ours_lowvram": the same LoRA with the low-VRAM option (gradient checkpointing; on the fp16 weights
-  'auto' precision then computes in fp16 with loss scaling, and the text encoders and VAE wait on the
-  CPU: train/precision.py, train/offload.py); "sdxl_ours_lowvram_bf16": the same in bf16 autocast (what
-  'auto' did before), and "sdxl_ours_lowvram_bf16_eager" that without CUDA graphs, for comparison. Each sgm row checks the loaded model's weights are bit for bit
-  what they were (a checksum of every tensor's bits, on the GPU) and on the same devices.
+"sdxl_ours_lowvram": the same LoRA with the low-VRAM option (gradient checkpointing; the text encoders
+  and VAE wait on the CPU while the UNet trains, the UNet while images and prompts are encoded:
+  train/offload.py), 'auto' precision (bf16, CUDA graphs); "sdxl_ours_lowvram_fp16": the same computing
+  in fp16 with loss scaling on the fp16 weights (eager), "sdxl_ours_lowvram_bf16_eager": bf16 without
+  CUDA graphs, for comparison (train/precision.py says what they showed). Each sgm row checks that the
+  loaded model's weights are bit for bit what they were (a checksum of every tensor's bits, on the GPU)
+  and on the same devices.
 "sdxl_standalone": train() over models/sdxl_diffusers.DiffusersSdxlAdapter (what `python -m sd_trainplan
   train --model <SDXL diffusers folder>` runs), built from SDXL's diffusers configs, frozen parts in bf16
   as the standalone loader puts them; "sdxl_standalone_lowvram": its LoRA with gradient checkpointing.
@@ -20,7 +22,8 @@ SDXL-size random weights, 1024 px.
   grad-norm clip (not in the default --impl: measured in 2026-11-30-NVIDIA_H200-sdxl.json).
 
   python bench/sdxl_bench.py --sgm DIR [--method ti,lora] [--bs 1,4]
-        [--impl lowvram,lowvram_bf16,lowvram_bf16_eager,ours,standalone,standalone_lowvram,recipe] [--steps 5] [--budget 170]
+        [--impl lowvram,lowvram_fp16,lowvram_bf16_eager,ours,standalone,standalone_lowvram,recipe]
+        [--steps 5] [--budget 170]
         [--out DIR] [--tag sdxl-standalone] [--tiny]   (--tiny: a CPU smoke run)
 Each row is printed as JSON as it ends and written to <out>/<date>-<gpu>-<tag>.json; --budget (s)
 skips the rows that would start after it (a lease is short).
@@ -118,14 +121,14 @@ def checksum(model) -> dict:
 
 
 def ours(adapter, method: str, bs: int, res: int, device, steps: int, data: Path, impl: str) -> dict:
-    """train() on the loaded DiffusionEngine (impl: ours | lowvram | lowvram_bf16) or the standalone
-    adapter (standalone | standalone_lowvram)."""
+    """train() on the loaded DiffusionEngine (impl: ours | lowvram | lowvram_fp16 | lowvram_bf16_eager) or
+    the standalone adapter (standalone | standalone_lowvram)."""
     lowvram = "lowvram" in impl
     before = checksum(adapter.model) if hasattr(adapter, "model") else None
     reset_memory(device)
     kw = dict(method=method, data=str(data), output=str(data.parent / "runs"), resolution=res, batch_size=bs,
               lr=5e-3 if method == "ti" else 1e-4, token=f"zwx{bs}{impl}".replace("_", ""), init_word="person",
-              gradient_checkpointing=lowvram, precision="bf16" if "bf16" in impl else "auto",
+              gradient_checkpointing=lowvram, precision="fp16" if "fp16" in impl else "auto",
               cuda_graphs=not impl.endswith("eager"))
     name = "sdxl_" + ("ours_" + impl if impl.startswith("lowvram") else "ours" if impl == "ours" else impl)
     try:
@@ -240,7 +243,7 @@ def main() -> None:
     ap.add_argument("--sgm", required=True, help="a generative-models folder (sgm/ and configs/inference/)")
     ap.add_argument("--method", default="ti,lora")
     ap.add_argument("--bs", default="1,4")
-    ap.add_argument("--impl", default="lowvram,lowvram_bf16,ours,standalone_lowvram,standalone")
+    ap.add_argument("--impl", default="lowvram,ours,standalone_lowvram,standalone")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--budget", type=float, default=1e9)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -261,7 +264,7 @@ def main() -> None:
     name = out / f"{time.strftime('%Y-%m-%d')}-{gpu.replace(' ', '_')}-{a.tag}.json"
     rows = []
     # the low-VRAM rows first on each model: nothing an earlier row left (a CUDA graph's pool) in their peak
-    plan = [(i, "lora", 1) for i in ("lowvram", "lowvram_bf16", "lowvram_bf16_eager") if i in impls
+    plan = [(i, "lora", 1) for i in ("lowvram", "lowvram_fp16", "lowvram_bf16_eager") if i in impls
             and "lora" in methods]
     plan += [("ours", m, b) for m in methods for b in bss if "ours" in impls]
     plan += [("standalone_lowvram", "lora", 1)] if "standalone_lowvram" in impls and "lora" in methods else []

@@ -155,7 +155,8 @@ class DiffusersSdxlAdapter(DiffusersAdapter):
 MODEL_INDEX = {
     "_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.31.0",
     "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
-    "text_encoder": ["transformers", "CLIPTextModel"], "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
     "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "CLIPTokenizer"],
     "scheduler": ["diffusers", "EulerDiscreteScheduler"], "force_zeros_for_empty_prompt": True,
     "image_encoder": [None, None], "feature_extractor": [None, None]}
@@ -257,7 +258,8 @@ def build_sdxl(configs: Tuple[dict, dict, dict, dict], device="cpu", dtype=torch
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            for part, make in (("unet", lambda: UNet2DConditionModel(**unet_cfg)), ("vae", lambda: AutoencoderKL(**vae_cfg)),
+            for part, make in (("unet", lambda: UNet2DConditionModel(**unet_cfg)),
+                               ("vae", lambda: AutoencoderKL(**vae_cfg)),
                                ("text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**text_cfg))),
                                ("text_encoder_2", lambda: CLIPTextModelWithProjection(CLIPTextConfig(**text2_cfg)))):
                 low = dtype in (torch.bfloat16, torch.float16) and part.split("_2")[0] not in masters
@@ -281,5 +283,5 @@ def adapter_from_configs(configs, source: str, device="cpu", dtype=torch.float32
                          prediction_type: str = "epsilon", masters=()) -> DiffusersSdxlAdapter:
     from .tiny_sdxl_diffusers import SCHEDULER
     unet, vae, te1, te2 = build_sdxl(configs, device, dtype, seed, masters)
-    return DiffusersSdxlAdapter(unet, vae, te1, te2, *sdxl_tokenizers(), dict(SCHEDULER, prediction_type=prediction_type),
-                                device, dtype, source, masters)
+    sched = dict(SCHEDULER, prediction_type=prediction_type)
+    return DiffusersSdxlAdapter(unet, vae, te1, te2, *sdxl_tokenizers(), sched, device, dtype, source, masters)

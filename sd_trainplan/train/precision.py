@@ -2,13 +2,15 @@
 
 'auto' computes in bf16 wherever the GPU has it, also on the WebUI's fp16 weights: bf16 needs no loss
 scaling, so the update can be replayed from a CUDA graph (measured 4.1x the WebUI Train tab's speed on
-its own model class). Two exceptions compute in fp16 with loss scaling, as the WebUI's own trainer
-does: a GPU without bf16, and the low-VRAM option (gradient checkpointing) on fp16 weights. There,
-bf16 autocast casts every fp16 weight to bf16 for each layer, and the casts a layer's backward needs
-are kept until it runs: a second copy of the UNet in bf16 (about 5 GiB at SDXL size) that fp16
-autocast over fp16 weights never makes (docs/PERFORMANCE.md, the SDXL low-VRAM row). The price is
-the CUDA graph (loss scaling checks for overflow on the host), which the low-VRAM option gives up
-for memory anyway. Elsewhere fp32.
+its own model class). On a GPU without bf16, fp16 weights train in fp16 autocast with loss scaling, as
+the WebUI's own trainer does; elsewhere in fp32.
+
+The low-VRAM option (gradient checkpointing) keeps bf16 too. Computing in fp16 on the WebUI's fp16
+SDXL weights, to spare bf16 casts of them, was measured (H200, 1024 px, LoRA BS 1,
+bench/results/2026-11-30-NVIDIA_H200-sdxl-lowvram.json): 1004 ms per update, eager (loss scaling
+checks for overflow on the host, so no CUDA graph), against 199 ms in bf16 with graphs, and no less
+memory (11.51 against 11.70 GiB at peak). Under checkpointing the casts live one block at a time;
+what brought that run under 12 GiB is offload.py.
 """
 from __future__ import annotations
 
@@ -39,9 +41,7 @@ def _grad_scaler():
 def _precision(cfg: TrainConfig, device: torch.device, weights: torch.dtype) -> torch.dtype:
     precision = cfg.precision
     if precision == "auto":
-        if device.type == "cuda" and weights == torch.float16 and cfg.gradient_checkpointing:
-            precision = "fp16"
-        elif device.type == "cuda" and torch.cuda.is_bf16_supported():
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
             precision = "bf16"
         elif device.type == "cuda" and weights == torch.float16:
             precision = "fp16"
