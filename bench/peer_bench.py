@@ -22,7 +22,11 @@ runs ours with one more training flag (e.g. ours:cudnn-benchmark=off).
   python bench/peer_bench.py --work /tmp/peer --out bench/results/peer.json
       [--cases db1-120,lora4-120,ti4-220,db4-220,db1-1600] [--trainers ours,diffusers,base]
       [--base-root DIR] [--diffusers DIR] [--kohya DIR] [--kohya-site DIR]
+      [--project diffusers/db1-1600]   wall time of a pair not run, from its shorter run
       [--tiny]   a CPU smoke run: the tiny model at 64 px, a few updates
+
+On a GPU, one throwaway process first reads the CUDA libraries from disk (warm_libraries), so no
+trainer's first run pays that for the others.
 """
 from __future__ import annotations
 
@@ -252,6 +256,8 @@ def main() -> int:
     ap.add_argument("--limit", type=float, default=400, help="seconds before a run is killed")
     ap.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny model, 64 px, 3 updates")
     ap.add_argument("--note", default="")
+    ap.add_argument("--project", default="diffusers/db1-1600",
+                    help="trainer/case pairs not run whose wall time is projected from a shorter run of theirs")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -268,6 +274,8 @@ def main() -> int:
     report = {"date": time.strftime("%Y-%m-%d"), "note": args.note, "device": device_name(), "runs": [],
               "settings": {"resolution": res, "images": 8, "lr": LR, "precision": "bf16" if gpu else "fp32"}}
     out_path = Path(args.out)
+    if gpu:
+        warm_libraries(dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), site])))
     for trainer, case in pairs:
         method, bs, steps = CASES[case]
         steps = 3 if args.tiny else steps
@@ -311,8 +319,65 @@ def main() -> int:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(report, indent=1))
         subprocess.run(["rm", "-rf", str(dest)], check=True)  # a DB export is 2-4 GB: keep the disk free
-    print(table(report["runs"]))
+    report["projected"] = projections(report["runs"], pairs, args.project)
+    report["ratios"] = ratios(report["runs"] + report["projected"])
+    out_path.write_text(json.dumps(report, indent=1))
+    print(table(report["runs"] + report["projected"]))
+    for r in report["ratios"]:
+        print(json.dumps(r))
     return 0
+
+
+WARM = r"""
+import torch
+from sd_trainplan.train.gpu_start import _first_kernels
+_first_kernels(torch.device("cuda"))
+"""
+
+
+def warm_libraries(env: dict) -> None:
+    """A machine's first process that runs a convolution, a matrix product and attention reads cuDNN's
+    and cuBLAS's libraries (gigabytes) from disk; later processes find them in the page cache. One
+    throwaway process does that first, so the first trainer timed does not pay it for the others."""
+    t = time.time()
+    subprocess.run([sys.executable, "-c", WARM], check=True, env=env, cwd=ROOT)
+    print(f"== CUDA libraries read once in {time.time() - t:.1f} s (a throwaway process)", flush=True)
+
+
+def projections(runs: List[dict], pairs, wanted: str) -> List[dict]:
+    """For a trainer/case in `wanted` that was not run (e.g. diffusers/db1-1600, 7 minutes of device
+    time): its wall time from its own run of the same method and batch size with fewer updates, as
+    first update + steady ms x the other updates + last update -> exit. Marked as projected."""
+    out = []
+    for item in filter(None, (wanted or "").split(",")):
+        trainer, case = item.split("/")
+        if (trainer, case) in pairs:
+            continue
+        method, bs, steps = CASES[case]
+        base = next((r for r in runs if r["trainer"] == trainer and r["method"] == method and r["batch_size"] == bs
+                     and r["rc"] == 0 and r["steady_ms"] and r["updates"] < steps), None)
+        if base is None:
+            continue
+        wall = base["first_update_s"] + base["steady_ms"] / 1000 * (steps - 1) + base["last_update_to_exit_s"]
+        out.append({"trainer": trainer, "case": case, "method": method, "batch_size": bs, "updates": steps,
+                    "rc": None, "projected_from": base["case"], "first_update_s": base["first_update_s"],
+                    "steady_ms": base["steady_ms"], "last_update_to_file_s": base["last_update_to_file_s"],
+                    "last_update_to_exit_s": base["last_update_to_exit_s"], "wall_s": round(wall, 2),
+                    "gpu_peak_gib": base["gpu_peak_gib"]})
+    return out
+
+
+def ratios(runs: List[dict]) -> List[dict]:
+    """Per case: the diffusers script's whole run and steady ms/update over ours."""
+    out = []
+    for case in CASES:
+        ours = next((r for r in runs if r["trainer"] == "ours" and r["case"] == case and r["rc"] == 0), None)
+        peer = next((r for r in runs if r["trainer"] == "diffusers" and r["case"] == case), None)
+        if ours and peer and peer["wall_s"] and ours["steady_ms"] and peer["steady_ms"]:
+            out.append({"case": case, "whole_run_x": round(peer["wall_s"] / ours["wall_s"], 2),
+                        "steady_x": round(peer["steady_ms"] / ours["steady_ms"], 2),
+                        "peer_projected": "projected_from" in peer})
+    return out
 
 
 def device_name() -> str:
@@ -328,7 +393,8 @@ def table(runs: List[dict]) -> str:
     head = "| trainer | case | rc | first update s | steady ms/update | last update -> file s | -> exit s | wall s | GPU GiB |"
     lines = [head, "|" + "---|" * 9]
     for r in runs:
-        lines.append(f"| {r['trainer']} | {r['case']} | {r['rc']} | {r['first_update_s']} | {r['steady_ms']} |"
+        rc = f"projected from {r['projected_from']}" if "projected_from" in r else r["rc"]
+        lines.append(f"| {r['trainer']} | {r['case']} | {rc} | {r['first_update_s']} | {r['steady_ms']} |"
                      f" {r['last_update_to_file_s']} | {r['last_update_to_exit_s']} | {r['wall_s']} |"
                      f" {r['gpu_peak_gib']} |")
     return "\n".join(lines)

@@ -27,9 +27,10 @@ def file_tensors(path):
 
 
 def test_folder_loads_straight_in_the_dtypes_training_uses(tiny_folder):
-    from sd_trainplan.models.direct_load import load_folder_parts
+    from sd_trainplan.models.direct_load import build_folder_parts, read_folder_parts
     dtypes = {"unet": torch.float32, "vae": torch.bfloat16, "text_encoder": torch.bfloat16}
-    assert all(p is not None for p in load_folder_parts(tiny_folder, torch.device("cpu"), dtypes))  # no fallback
+    states = read_folder_parts(tiny_folder, torch.device("cpu"), dtypes)
+    assert all(p is not None for p in build_folder_parts(tiny_folder, torch.device("cpu"), states))  # no fallback
     a = load_diffusers(str(tiny_folder), dtype=torch.bfloat16, masters=("unet",))
     unet = file_tensors(tiny_folder / "unet" / "diffusion_pytorch_model.safetensors")
     for k, v in a.unet().state_dict().items():  # Dreambooth's masters: the file's fp32 values, not bf16-rounded
@@ -111,6 +112,29 @@ def test_cli_log_counts_the_imports(shapes_dir, tmp_path):
     done = [line for line in out.stderr.splitlines() if line.startswith("done: ")][-1]
     start = float(done.split("times: start ")[1].split(" s")[0])
     assert start > 0.2  # Python and torch's import, before train() began
+
+
+def test_cli_reads_a_folders_weights_while_the_model_code_imports(tiny_folder, shapes_dir, tmp_path):
+    """The model code (diffusers, transformers) imports in a thread from the start; the weights are
+    read meanwhile and only then does the load wait for it: the log says so, and the run trains."""
+    out = subprocess.run([sys.executable, "-m", "sd_trainplan", "train", "--model", str(tiny_folder), "--data",
+                          str(shapes_dir), "--resolution", "64", "--steps", "2", "--method", "lora", "--output",
+                          str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    loaded = next(line for line in out.stderr.splitlines() if line.startswith("prepare: loaded in"))
+    assert loaded.index("weights") < loaded.index("imports (what was left)") < loaded.index("build"), loaded
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_starting_the_gpu_early_draws_nothing_random_and_changes_no_setting():
+    from sd_trainplan.train.gpu_start import start_gpu
+    device = torch.device("cuda")
+    torch.cuda.manual_seed(5)
+    before, autotune = torch.cuda.get_rng_state(device), torch.backends.cudnn.benchmark
+    start_gpu(device).join()
+    assert torch.equal(torch.cuda.get_rng_state(device), before)  # the run's random numbers are the same
+    assert torch.backends.cudnn.benchmark == autotune
 
 
 def test_big_final_checkpoint_only_when_asked():

@@ -214,35 +214,41 @@ def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
 
 
 def _load_folder(path: Path, device, dtype, masters=()) -> DiffusersAdapter:
-    """Each part straight onto the device in its dtype (direct_load.py); from_pretrained for a part
-    whose files are not in the plain layout."""
+    """Each part straight onto the device in its dtype (direct_load.py), its tensors read while the
+    model code is still being imported (preload.py); from_pretrained for a part whose files are not in
+    the plain layout."""
     import json
     import time
 
+    from . import preload
+    from .direct_load import build_folder_parts, read_folder_parts
     t0 = time.monotonic()
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    from .direct_load import load_folder_parts
-    t1 = time.monotonic()
     device = torch.device(device)
     dtypes = {p: torch.float32 if p in masters else dtype for p in ("unet", "vae", "text_encoder")}
     kw = dict(local_files_only=True)
     try:
-        unet, vae, text = load_folder_parts(path, device, dtypes)
+        states = read_folder_parts(path, device, dtypes)
+        t1 = time.monotonic()
+        preload.wait()
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+        t2 = time.monotonic()
+        unet, vae, text = build_folder_parts(path, device, states)
+        del states
         unet = unet or UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtypes["unet"], **kw)
         vae = vae or AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtypes["vae"], **kw)
         text = text or CLIPTextModel.from_pretrained(path, subfolder="text_encoder", torch_dtype=dtypes["text_encoder"],
                                                      **kw)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        t2 = time.monotonic()
+        t3 = time.monotonic()
         tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)
         sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelLoadError(f"model: cannot load the diffusers folder {path}: {e}") from None
     adapter = DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, str(path), masters=masters)
-    adapter.load_seconds = {"imports": t1 - t0, "weights": t2 - t1, "tokenizer": time.monotonic() - t2}
+    adapter.load_seconds = {"weights": t1 - t0, "imports (what was left)": t2 - t1, "build": t3 - t2,
+                            "tokenizer": time.monotonic() - t3}
     adapter.stored_dtypes = folder_dtypes(path)
     return adapter
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -38,34 +38,44 @@ def weight_files(part_dir: Path, stem: str) -> Optional[List[Path]]:
     return None
 
 
-def load_part(build: Callable[[], nn.Module], part_dir: Path, stem: str, device: torch.device,
-              dtype: torch.dtype) -> Optional[nn.Module]:
-    """build() makes the part from its config; None when the folder's files are not the plain layout."""
+def read_part(part_dir: Path, stem: str, device: torch.device, dtype: torch.dtype) -> Optional[Dict[str, torch.Tensor]]:
+    """The part's tensors on `device`, floating ones in `dtype`; None when its files are not the plain
+    layout. Needs no model code: it runs while that is still being imported (preload.py)."""
     files = weight_files(part_dir, stem)
     if files is None:
         return None
-    from accelerate import init_empty_weights
     from safetensors import safe_open
+    state = {}
+    with ExitStack() as stack:
+        for f in files:
+            opened = stack.enter_context(safe_open(str(f), framework="pt"))
+            for name in opened.keys():
+                t = opened.get_tensor(name).to(device)  # in the file's dtype across, then cast on the device
+                state[name] = t.to(dtype) if t.is_floating_point() else t
+    return state
+
+
+def assemble(build: Callable[[], nn.Module], state: Dict[str, torch.Tensor], device: torch.device) -> Optional[nn.Module]:
+    """build() makes the part from its config, without memory for its parameters; the read tensors
+    become them. None when the names differ (a renamed or missing tensor: from_pretrained knows more)."""
+    from accelerate import init_empty_weights
     with init_empty_weights(include_buffers=False):  # parameters without memory; buffers real (small)
         model = build()
     expected = set(model.state_dict())
     buffers = {name for name, _ in model.named_buffers()}
-    with ExitStack() as stack:
-        opened = [stack.enter_context(safe_open(str(f), framework="pt")) for f in files]
-        where = {k: f for f in opened for k in f.keys()}
-        extra = set(where) - expected
-        if expected - set(where) or extra - buffers:  # a renamed or missing tensor: from_pretrained knows more
-            return None
-        state = {}
-        for name in sorted(expected):
-            t = where[name].get_tensor(name).to(device)  # in the file's dtype across, then cast on the device
-            state[name] = t.to(dtype) if t.is_floating_point() else t
-    model.load_state_dict(state, assign=True)  # the loaded tensors become the parameters: no second copy
+    if expected - set(state) or (set(state) - expected) - buffers:
+        return None
+    model.load_state_dict({k: state[k] for k in expected}, assign=True)  # no second copy
     return model.to(device)  # the buffers that are not in the file (computed at build time)
 
 
-def load_folder_parts(path: Path, device: torch.device, dtypes: dict):
-    """(unet, vae, text_encoder) from a diffusers folder, each None where its files need from_pretrained."""
+def read_folder_parts(path: Path, device: torch.device, dtypes: dict) -> Dict[str, Optional[Dict[str, torch.Tensor]]]:
+    """Each part's tensors (read_part) of a diffusers folder, by part name."""
+    return {p: read_part(path / p, WEIGHTS[p], device, dtypes[p]) for p in ("unet", "vae", "text_encoder")}
+
+
+def build_folder_parts(path: Path, device: torch.device, states: dict):
+    """(unet, vae, text_encoder) from read_folder_parts, each None where it needs from_pretrained."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
     builders = {
@@ -73,5 +83,5 @@ def load_folder_parts(path: Path, device: torch.device, dtypes: dict):
         "vae": lambda: AutoencoderKL.from_config(AutoencoderKL.load_config(str(path / "vae"))),
         "text_encoder": lambda: CLIPTextModel(CLIPTextConfig.from_pretrained(str(path / "text_encoder"))),
     }
-    return tuple(load_part(builders[p], path / p, WEIGHTS[p], device, dtypes[p])
+    return tuple(None if states[p] is None else assemble(builders[p], states[p], device)
                  for p in ("unet", "vae", "text_encoder"))

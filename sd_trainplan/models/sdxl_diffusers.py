@@ -194,40 +194,46 @@ def folder_problems(path: Path) -> List[str]:
 
 
 def load_sdxl_folder(path: Path, device, dtype, masters=()) -> DiffusersSdxlAdapter:
-    """Each part straight onto the device in its dtype (direct_load.py), from_pretrained otherwise."""
+    """Each part straight onto the device in its dtype, its tensors read while the model code is still
+    being imported (direct_load.py, preload.py, as the SD path does); from_pretrained otherwise."""
     import time
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    from .direct_load import load_part
+    from . import preload
+    from .direct_load import assemble, read_part
     problems = folder_problems(path)
     if problems:
         raise ModelLoadError("\n".join(problems))
     t0 = time.monotonic()
     device = torch.device(device)
     dtypes = {p: torch.float32 if p.split("_2")[0] in masters else dtype for p in PARTS}
-    classes = {"unet": UNet2DConditionModel, "vae": AutoencoderKL, "text_encoder": CLIPTextModel,
-               "text_encoder_2": CLIPTextModelWithProjection}
+    stems = {p: "model" if p.startswith("text") else "diffusion_pytorch_model" for p in PARTS}
     kw = dict(local_files_only=True)
-
-    def build(p):
-        cls = classes[p]
-        if p.startswith("text"):
-            return lambda: cls(cls.config_class.from_pretrained(str(path / p)))
-        return lambda: cls.from_config(cls.load_config(str(path / p)))
     try:
+        states = {p: read_part(path / p, stems[p], device, dtypes[p]) for p in PARTS}
+        t1 = time.monotonic()
+        preload.wait()
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+        classes = {"unet": UNet2DConditionModel, "vae": AutoencoderKL, "text_encoder": CLIPTextModel,
+                   "text_encoder_2": CLIPTextModelWithProjection}
+
+        def build(p):
+            cls = classes[p]
+            if p.startswith("text"):
+                return lambda: cls(cls.config_class.from_pretrained(str(path / p)))
+            return lambda: cls.from_config(cls.load_config(str(path / p)))
         parts = {}
         for p in PARTS:
-            stem = "model" if p.startswith("text") else "diffusion_pytorch_model"
-            parts[p] = load_part(build(p), path / p, stem, device, dtypes[p]) or \
-                classes[p].from_pretrained(path, subfolder=p, torch_dtype=dtypes[p], **kw)
+            built = None if states[p] is None else assemble(build(p), states[p], device)
+            states[p] = None
+            parts[p] = built or classes[p].from_pretrained(path, subfolder=p, torch_dtype=dtypes[p], **kw)
         toks = [CLIPTokenizer.from_pretrained(path, subfolder=s, **kw) for s in ("tokenizer", "tokenizer_2")]
         sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelLoadError(f"model: cannot load the SDXL diffusers folder {path}: {e}") from None
     adapter = DiffusersSdxlAdapter(parts["unet"], parts["vae"], parts["text_encoder"], parts["text_encoder_2"], *toks,
                                    sched, device, dtype, str(path), masters)
-    adapter.load_seconds = {"weights": time.monotonic() - t0}
+    adapter.load_seconds = {"weights": t1 - t0, "build": time.monotonic() - t1}
     adapter.stored_dtypes = folder_dtypes(path)
     return adapter
 

@@ -7,7 +7,6 @@ so the step is a function of tensors with no host synchronisation except at log 
 """
 from __future__ import annotations
 
-import threading
 import time
 import importlib.util
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from .dist import OverlappedAverage, Processes, any_true, barrier, broadcast, re
 from .events import Emitter, Sink
 from .finite import FiniteGuard
 from .images import to_pil
+from .gpu_start import start_gpu
 from .latent_cache import encode_items
 from .methods import make_method, trained_in_fp32
 from .noise_scale import GradProbe, NoiseScale
@@ -103,8 +103,8 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     data = prepare_checks(cfg, procs.world, check_model=adapter is None)
     device = adapter.device if adapter is not None else (procs.device or pick_device(cfg.device))
     phases.device = device
-    if adapter is None and device.type == "cuda":  # the GPU's context starts while diffusers is imported
-        threading.Thread(target=torch.cuda.init, daemon=True).start()
+    if adapter is None and device.type == "cuda":  # the GPU starts while the model code is imported
+        start_gpu(device)
     run_dir = Path(resume) if resume else (new_run_dir(cfg) if procs.main else None)
     run_dir = Path(broadcast(procs, str(run_dir)))
     if procs.main:

@@ -1,0 +1,35 @@
+"""The GPU started in a thread while the model code is imported and the weights are read (issue 16):
+its context, and the libraries that cuDNN and cuBLAS load at their first convolution, matrix product
+and attention, forward and backward (a second or more the first time a machine runs them, from a
+slow disk). PyTorch's operators release the GIL, so this overlaps the imports.
+
+Nothing random is drawn (the run's random streams stay exactly as they were) and what it allocates
+goes back to the caching allocator at once.
+"""
+from __future__ import annotations
+
+import threading
+
+import torch
+import torch.nn.functional as F
+
+
+def _first_kernels(device: torch.device) -> None:
+    torch.cuda.init()
+    with torch.cuda.device(device):
+        for dtype in (torch.bfloat16, torch.float32):
+            x = torch.ones(1, 8, 16, 16, device=device, dtype=dtype, requires_grad=True)
+            w = torch.ones(8, 8, 3, 3, device=device, dtype=dtype, requires_grad=True)
+            q = torch.ones(1, 2, 64, 64, device=device, dtype=dtype, requires_grad=True)
+            lin = torch.ones(64, 64, device=device, dtype=dtype, requires_grad=True)
+            out = F.conv2d(x, w, padding=1).sum() + F.scaled_dot_product_attention(q, q, q).sum() \
+                + (q @ lin).sum()
+            out.backward()
+        torch.cuda.synchronize(device)
+
+
+def start_gpu(device: torch.device) -> threading.Thread:
+    """Start the context and the libraries on `device` in a daemon thread (returned, already running)."""
+    t = threading.Thread(target=_first_kernels, args=(device,), name="start the GPU", daemon=True)
+    t.start()
+    return t
