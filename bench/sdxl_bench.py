@@ -1,20 +1,31 @@
-"""SDXL: our trainer on the DiffusionEngine the WebUI has loaded, against the diffusers SDXL example
-scripts' step, side by side in one process on one GPU; SDXL-size random weights, 1024 px.
+"""SDXL: our trainer on the DiffusionEngine the WebUI has loaded and our standalone diffusers SDXL path,
+side by side in one process on one GPU (and optionally the diffusers SDXL example scripts' step);
+SDXL-size random weights, 1024 px.
 
 "sdxl_ours": train() over host/sdxl_adapter.WebUiSgmAdapter on an sgm DiffusionEngine built from
   sd_xl_base.yaml (generative-models at the commit AUTOMATIC1111 1.10.1 pins, --sgm), loaded as the
   WebUI loads it: fp16, sd_models_xl.extend_sdxl, both text encoders hijacked (the WebUI's modules as
   tests/webui/standin mirrors them), Textual Inversion through its embedding database.
-"sdxl_ours_lowvram": the same LoRA with gradient checkpointing.
+"sdxl_ours_lowvram": the same LoRA with the low-VRAM option (gradient checkpointing; the text encoders
+  and VAE wait on the CPU while the UNet trains, the UNet while images and prompts are encoded:
+  train/offload.py), 'auto' precision (bf16, CUDA graphs); "sdxl_ours_lowvram_fp16": the same computing
+  in fp16 with loss scaling on the fp16 weights (eager), "sdxl_ours_lowvram_bf16_eager": bf16 without
+  CUDA graphs, for comparison (train/precision.py says what they showed). Each sgm row checks that the
+  loaded model's weights are bit for bit what they were (a checksum of every tensor's bits, on the GPU)
+  and on the same devices.
+"sdxl_standalone": train() over models/sdxl_diffusers.DiffusersSdxlAdapter (what `python -m sd_trainplan
+  train --model <SDXL diffusers folder>` runs), built from SDXL's diffusers configs, frozen parts in bf16
+  as the standalone loader puts them; "sdxl_standalone_lowvram": its LoRA with gradient checkpointing.
 "sdxl_recipe": what the diffusers SDXL examples do each step (train_text_to_image_lora_sdxl.py,
   textual_inversion_sdxl.py): VAE and both text encoders every step, the size ids, bf16 autocast,
   peft LoRA on the attention projections (TI: both token-embedding tables in fp32), foreach AdamW,
-  grad-norm clip. sd_trainplan has no standalone SDXL path yet (models/load.py loads SD1.x/2.x), so
-  this is the step a diffusers-based SDXL trainer runs on the same architecture.
+  grad-norm clip (not in the default --impl: measured in 2026-11-30-NVIDIA_H200-sdxl.json).
 
-  python bench/sdxl_bench.py --sgm DIR [--method ti,lora] [--bs 1,4] [--impl ours,recipe,lowvram]
-                             [--steps 5] [--budget 170] [--out DIR] [--tiny]   (--tiny: a CPU smoke run)
-Each row is printed as JSON as it ends and written to <out>/<date>-<gpu>-sdxl.json; --budget (s)
+  python bench/sdxl_bench.py --sgm DIR [--method ti,lora] [--bs 1,4]
+        [--impl lowvram,lowvram_fp16,lowvram_bf16_eager,ours,standalone,standalone_lowvram,recipe]
+        [--steps 5] [--budget 170]
+        [--out DIR] [--tag sdxl-standalone] [--tiny]   (--tiny: a CPU smoke run)
+Each row is printed as JSON as it ends and written to <out>/<date>-<gpu>-<tag>.json; --budget (s)
 skips the rows that would start after it (a lease is short).
 """
 from __future__ import annotations
@@ -36,22 +47,6 @@ sys.path.insert(0, str(ROOT / "tests" / "webui" / "standin"))  # the WebUI's mod
 sys.path.insert(0, str(ROOT / "tests" / "hosts"))
 
 from step_bench import peak_alloc_gib, peak_gib, reset_memory, time_steps, timed_train  # noqa: E402
-
-# diffusers' SDXL base config (stabilityai/stable-diffusion-xl-base-1.0 unet/config.json)
-SDXL_UNET = dict(sample_size=128, in_channels=4, out_channels=4, layers_per_block=2,
-                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                 block_out_channels=(320, 640, 1280), transformer_layers_per_block=(1, 2, 10),
-                 attention_head_dim=(5, 10, 20), cross_attention_dim=2048, use_linear_projection=True,
-                 addition_embed_type="text_time", addition_time_embed_dim=256,
-                 projection_class_embeddings_input_dim=2816)
-TINY_UNET = dict(SDXL_UNET, sample_size=8, block_out_channels=(32, 64, 64), transformer_layers_per_block=(1, 1, 1),
-                 attention_head_dim=(2, 4, 4), cross_attention_dim=1024, projection_class_embeddings_input_dim=1792)
-TEXT_G = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
-              max_position_embeddings=77, hidden_act="gelu", projection_dim=1280)
-TINY_TEXT_G = dict(TEXT_G, hidden_size=256, intermediate_size=1024, num_hidden_layers=10, num_attention_heads=4,
-                   projection_dim=256)
-
 
 def build_loaded_sgm(sgm_root: Path, tiny: bool, root: Path, device):
     """The DiffusionEngine as AUTOMATIC1111 holds it after loading an SDXL checkpoint: returns the adapter."""
@@ -112,31 +107,65 @@ def _clip_l_full(root: Path) -> Path:
     return clip_l_folder(root)
 
 
-def ours(adapter, method: str, bs: int, res: int, device, steps: int, data: Path, lowvram: bool) -> dict:
+def checksum(model) -> dict:
+    """Every tensor's bits summed on its device (int64), with its dtype and device: equal before and after
+    means untouched (a cheap stand-in for the tests' sha256, which would copy 7 GB to the host)."""
+    out = {}
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            bits = v.detach().contiguous().view(-1)
+            bits = bits.view(torch.int16 if v.element_size() == 2 else torch.int32 if v.element_size() == 4
+                             else torch.int64 if v.element_size() == 8 else torch.uint8)
+            out[k] = (bits.long().sum(), v.dtype, v.device)
+    return {k: (int(s), d, dev) for k, (s, d, dev) in out.items()}
+
+
+def ours(adapter, method: str, bs: int, res: int, device, steps: int, data: Path, impl: str) -> dict:
+    """train() on the loaded DiffusionEngine (impl: ours | lowvram | lowvram_fp16 | lowvram_bf16_eager) or
+    the standalone adapter (standalone | standalone_lowvram)."""
+    lowvram = "lowvram" in impl
+    before = checksum(adapter.model) if hasattr(adapter, "model") else None
     reset_memory(device)
     kw = dict(method=method, data=str(data), output=str(data.parent / "runs"), resolution=res, batch_size=bs,
-              lr=5e-3 if method == "ti" else 1e-4, token=f"zwx{bs}{int(lowvram)}", init_word="person",
-              gradient_checkpointing=lowvram)
+              lr=5e-3 if method == "ti" else 1e-4, token=f"zwx{bs}{impl}".replace("_", ""), init_word="person",
+              gradient_checkpointing=lowvram, precision="fp16" if "fp16" in impl else "auto",
+              cuda_graphs=not impl.endswith("eager"))
+    name = "sdxl_" + ("ours_" + impl if impl.startswith("lowvram") else "ours" if impl == "ours" else impl)
     try:
-        return timed_train(kw, adapter, device, 5, steps, "sdxl_ours_lowvram" if lowvram else "sdxl_ours")
+        r = timed_train(kw, adapter, device, 5, steps, name)
     finally:
-        for tv in list(adapter.tokens):
+        for tv in list(getattr(adapter, "tokens", [])):
             adapter.remove_token(tv)
+    if before is not None:
+        r["weights_unchanged"] = checksum(adapter.model) == before
+    return r
+
+
+def release(models) -> None:
+    """Free a model's GPU memory though something still refers to it (the WebUI's globals hold the sgm
+    model): its tensors become meta tensors, so the next model's rows do not count it in their peak."""
+    if models is None:
+        return
+    parts = [models.model] if hasattr(models, "model") else \
+        [models.unet(), models.vae(), *models.text_encoders()] if hasattr(models, "unet") else \
+        [m for m in models if isinstance(m, torch.nn.Module)]
+    for m in parts:
+        m.to("meta")
+
+
+def standalone_model(tiny: bool, device):
+    """The standalone SDXL adapter as `train()` loads a folder: frozen parts in bf16 on a GPU."""
+    from sd_trainplan.models.sdxl_diffusers import adapter_from_configs
+    from sd_trainplan.models.tiny_sdxl_diffusers import FULL, TINY
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    return adapter_from_configs(TINY if tiny else FULL, "random SDXL (diffusers)", device, dtype)
 
 
 def build_diffusers(tiny: bool, device):
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from sd_trainplan.models.sdxl_diffusers import build_sdxl
+    from sd_trainplan.models.tiny_sdxl_diffusers import FULL, TINY
     from sd_trainplan.models.clip_vocab import clip_tokenizer
-    from sd_trainplan.models.single_file import SD1_TEXT, SD_VAE
-    import make_tiny_sdxl
-    torch.manual_seed(0)
-    with torch.device(device):
-        unet = UNet2DConditionModel(**(TINY_UNET if tiny else SDXL_UNET))
-        vae = AutoencoderKL(**dict(SD_VAE, block_out_channels=(32,) * 4, layers_per_block=1) if tiny else SD_VAE)
-        te1 = CLIPTextModel(CLIPTextConfig(**(dict(SD1_TEXT, **make_tiny_sdxl.CLIP_L) if tiny else SD1_TEXT)))
-        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**(TINY_TEXT_G if tiny else TEXT_G)))
-    return unet, vae, te1, te2, clip_tokenizer()
+    return (*build_sdxl(TINY if tiny else FULL, device), clip_tokenizer())
 
 
 def recipe(models, method: str, bs: int, res: int, device, steps: int) -> dict:
@@ -214,10 +243,11 @@ def main() -> None:
     ap.add_argument("--sgm", required=True, help="a generative-models folder (sgm/ and configs/inference/)")
     ap.add_argument("--method", default="ti,lora")
     ap.add_argument("--bs", default="1,4")
-    ap.add_argument("--impl", default="ours,recipe,lowvram")
+    ap.add_argument("--impl", default="lowvram,ours,standalone_lowvram,standalone")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--budget", type=float, default=1e9)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--tag", default="sdxl-standalone")
     ap.add_argument("--tiny", action="store_true")
     a = ap.parse_args()
     t0 = time.monotonic()
@@ -231,25 +261,31 @@ def main() -> None:
     data = make_shapes(root / "data", size=res, per_kind=max(1, -(-2 * max(bss) // 12)))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = out / f"{time.strftime('%Y-%m-%d')}-{gpu.replace(' ', '_')}-sdxl.json"
+    name = out / f"{time.strftime('%Y-%m-%d')}-{gpu.replace(' ', '_')}-{a.tag}.json"
     rows = []
-    plan = [("ours", m, b) for m in methods for b in bss if "ours" in impls]
-    plan += [("lowvram", "lora", 1)] if "lowvram" in impls and "lora" in methods else []
+    # the low-VRAM rows first on each model: nothing an earlier row left (a CUDA graph's pool) in their peak
+    plan = [(i, "lora", 1) for i in ("lowvram", "lowvram_fp16", "lowvram_bf16_eager") if i in impls
+            and "lora" in methods]
+    plan += [("ours", m, b) for m in methods for b in bss if "ours" in impls]
+    plan += [("standalone_lowvram", "lora", 1)] if "standalone_lowvram" in impls and "lora" in methods else []
+    plan += [("standalone", m, b) for m in methods for b in bss if "standalone" in impls]
     plan += [("recipe", m, b) for m in methods for b in bss if "recipe" in impls]
-    models = None
+    models, kind = None, None
     for impl, method, bs in plan:
         if time.monotonic() - t0 > a.budget:
             rows.append(dict(impl=impl, method=method, bs=bs, skipped="over the time budget"))
             continue
+        want = "recipe" if impl == "recipe" else "standalone" if impl.startswith("standalone") else "sgm"
         try:
-            if impl in ("ours", "lowvram") and models is None:
-                models = build_loaded_sgm(Path(a.sgm), a.tiny, root, device)
-            if impl == "recipe" and not isinstance(models, tuple):
-                models = None
+            if kind != want:
+                release(models)
+                models, kind = None, None
                 reset_memory(device)
-                models = build_diffusers(a.tiny, device)
+                models = build_loaded_sgm(Path(a.sgm), a.tiny, root, device) if want == "sgm" else \
+                    standalone_model(a.tiny, device) if want == "standalone" else build_diffusers(a.tiny, device)
+                kind = want
             r = recipe(models, method, bs, res, device, a.steps) if impl == "recipe" else \
-                ours(models, method, bs, res, device, a.steps, data, impl == "lowvram")
+                ours(models, method, bs, res, device, a.steps, data, impl)
         except Exception as e:  # keep the other rows
             import traceback
             traceback.print_exc()
@@ -257,17 +293,16 @@ def main() -> None:
         r.update(method=method, bs=bs, t=round(time.monotonic() - t0, 1))
         print(json.dumps(r), flush=True)
         rows.append(r)
-        name.write_text(json.dumps({"gpu": gpu, "date": time.strftime("%Y-%m-%d"), "res": res, "rows": rows}, indent=1))
+        name.write_text(json.dumps({"gpu": gpu, "date": time.strftime("%Y-%m-%d"), "res": res,
+                                    "torch": torch.__version__, "rows": rows}, indent=1))
     print(f"\n{gpu}, SDXL, {res} px; wrote {name}")
     for r in rows:
         if "ms_per_step" not in r:
-            print(f"{r['method']:5} {r['bs']:>3} {r['impl']:18} {r.get('error') or r.get('skipped')}")
+            print(f"{r['method']:5} {r['bs']:>3} {r['impl']:24} {r.get('error') or r.get('skipped')}")
             continue
-        base = next((x for x in rows if x["method"] == r["method"] and x["bs"] == r["bs"]
-                     and x["impl"] == "sdxl_recipe" and "ms_per_step" in x), None)
-        sp = r["img_per_s"] / base["img_per_s"] if base else float("nan")
-        print(f"{r['method']:5} {r['bs']:>3} {r['impl']:18} {r['ms_per_step']:8.1f} ms {r['img_per_s']:6.2f} img/s"
-              f" x{sp:5.2f}  peak {r['peak_gib']:6.2f} GiB alloc, {r['peak_reserved_gib']:6.2f} reserved")
+        print(f"{r['method']:5} {r['bs']:>3} {r['impl']:24} {r['ms_per_step']:8.1f} ms {r['img_per_s']:6.2f} img/s"
+              f"  peak {r['peak_gib']:6.2f} GiB alloc, {r['peak_reserved_gib']:6.2f} reserved"
+              f"  {'' if r.get('weights_unchanged', True) else 'WEIGHTS CHANGED'}")
 
 
 if __name__ == "__main__":

@@ -175,21 +175,26 @@ def timed_train(cfg_kw: dict, adapter, device, warm: int, steps: int, impl: str,
     total = warm + steps
     total += (-total) % log
     cfg = TrainConfig(steps=total, log_every=log, keep_last=1, noise_scale=False, device=str(device), **cfg_kw)
-    marks, notes = {}, []
+    marks, notes, phase = {}, [], {}
 
     def sink(ev):
         if ev.kind == "step" and ev.step:
             sync(device)
             marks[ev.step] = time.perf_counter()
-        if ev.kind == "prepare" and "CUDA graphs" in ev.message:
+        if ev.kind == "prepare" and ("CUDA graphs" in ev.message or "low VRAM" in ev.message):
             notes.append(ev.message)
+        if ev.kind == "prepare" and ev.message.startswith("encoded ") and device.type == "cuda":
+            phase["encode"] = peak_alloc_gib(device)  # the peak while images and prompts were encoded
+            torch.cuda.reset_peak_memory_stats()       # from here: the updates' own peak
 
     t0 = time.perf_counter()
     train(cfg, adapter=adapter, sinks=[sink], export=False)
     first = min(s for s in marks if s >= warm)
     dt = (marks[total] - marks[first]) / (total - first)
-    return dict(impl=impl, ms_per_step=dt * 1e3, img_per_s=cfg.batch_size / dt, peak_gib=peak_alloc_gib(device),
-                peak_reserved_gib=peak_gib(device), notes=notes,
+    train_peak = peak_alloc_gib(device)
+    return dict(impl=impl, ms_per_step=dt * 1e3, img_per_s=cfg.batch_size / dt,
+                peak_gib=max(train_peak, phase.get("encode", train_peak)), peak_encode_gib=phase.get("encode"),
+                peak_train_gib=train_peak, peak_reserved_gib=peak_gib(device), notes=notes,
                 first_log_s=marks[min(marks)] - t0)  # set-up, recording (and compiling) to the first log step
 
 

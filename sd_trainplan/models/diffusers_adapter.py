@@ -59,6 +59,10 @@ class DiffusersAdapter:
     def vae(self) -> nn.Module:
         return self._vae
 
+    def parkable_parts(self) -> List[nn.Module]:
+        """What the update never calls once prompts and latents are cached (train/offload.py)."""
+        return [self.text_encoder(), self._vae]
+
     def encode_images(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """[-1, 1] images -> (mean, std) of the scaled latent distribution."""
         with torch.no_grad():
@@ -94,8 +98,16 @@ class DiffusersAdapter:
         and 1x1 convs in the UNet's transformer blocks (and 3x3 convs of resnets and samplers with
         `conv`); the text encoder's attention and MLP linears."""
         from .kohya_names import unet_lora_names
-        from .ldm_names import unet_name_to_ldm, unet_pairs_for_state
-        found: Dict[str, nn.Module] = {}  # by diffusers name inside the UNet
+        found = self.unet_lora_modules(conv)
+        named = list(zip(found, self.ldm_names(found)))
+        out: Dict[str, nn.Module] = {key: found[d] for key, (d, _) in zip(unet_lora_names(named), named)}
+        if text_encoder:
+            out.update(text_lora_targets(self._text, "lora_te_"))
+        return out
+
+    def unet_lora_modules(self, conv: bool) -> Dict[str, nn.Module]:
+        """The UNet's modules LoRA attaches to, by diffusers name."""
+        found: Dict[str, nn.Module] = {}
         for name, mod in self._unet.named_modules():
             if type(mod).__name__ == "Transformer2DModel":
                 for sub, m in mod.named_modules():
@@ -105,16 +117,13 @@ class DiffusersAdapter:
                 for sub, m in mod.named_modules():
                     if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
                         found[f"{name}.{sub}"] = m
+        return found
+
+    def ldm_names(self, names: Iterable[str]) -> List[str]:
+        """diffusers UNet module names -> their ldm (and sgm) module paths."""
+        from .ldm_names import unet_name_to_ldm, unet_pairs_for_state
         pairs = unet_pairs_for_state(self._unet.state_dict(), self.layers_per_block)
-        named = [(d, unet_name_to_ldm(d, pairs)) for d in found]
-        out: Dict[str, nn.Module] = {key: found[d] for key, (d, _) in zip(unet_lora_names(named), named)}
-        if text_encoder:
-            for name, mod in self._text.named_modules():
-                if type(mod).__name__ in ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP"):
-                    for sub, m in mod.named_children():
-                        if isinstance(m, nn.Linear):
-                            out["lora_te_" + f"{name}.{sub}".replace(".", "_")] = m
-        return out
+        return [unet_name_to_ldm(d, pairs) for d in names]
 
     def checkpoint_state(self) -> Dict[str, torch.Tensor]:
         """The whole model under the original (ldm) single-file key names."""
@@ -169,6 +178,18 @@ class DiffusersAdapter:
         return f"diffusers model ({self.source}; UNet {n:.1f}M params, {self.prediction_type})"
 
 
+def text_lora_targets(text_model: nn.Module, prefix: str) -> Dict[str, nn.Module]:
+    """A transformers CLIP text model's attention and MLP linears under kohya's names (prefix +
+    its module path with '_' for '.': lora_te_text_model_encoder_layers_0_self_attn_q_proj)."""
+    out: Dict[str, nn.Module] = {}
+    for name, mod in text_model.named_modules():
+        if type(mod).__name__ in ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP"):
+            for sub, m in mod.named_children():
+                if isinstance(m, nn.Linear):
+                    out[prefix + f"{name}.{sub}".replace(".", "_")] = m
+    return out
+
+
 def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
                    config: Optional[str] = None, prediction_type: str = "epsilon",
                    masters: Iterable[str] = ()) -> DiffusersAdapter:
@@ -185,6 +206,9 @@ def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
     if path.is_dir():
         if not (path / "unet").is_dir():
             raise ModelLoadError(f"model: {model} is not a diffusers folder (no unet/ subfolder)")
+        from .sdxl_diffusers import is_sdxl_folder, load_sdxl_folder
+        if is_sdxl_folder(path):
+            return load_sdxl_folder(path, device, dtype, masters)
         return _load_folder(path, device, dtype, masters)
     return _load_single_file(path, device, dtype, config, masters)
 

@@ -12,7 +12,7 @@ def has_diffusers() -> bool:
     return importlib.util.find_spec("diffusers") is not None
 
 
-RANDOM = ("random-sd1", "random-sd2")  # full-size architectures with random weights, for benchmarks
+RANDOM = ("random-sd1", "random-sd2", "random-sdxl")  # full-size architectures with random weights, for benchmarks
 
 
 def load_model(model: str, device, dtype=torch.float32, seed: int = 0, config=None, masters=()):
@@ -22,6 +22,10 @@ def load_model(model: str, device, dtype=torch.float32, seed: int = 0, config=No
     from . import preload
     if model in RANDOM or model == "tiny" or not Path(model).expanduser().is_dir():
         preload.wait()  # (a diffusers folder's weights are read first, while the import finishes)
+    if model == "random-sdxl":
+        from .sdxl_diffusers import adapter_from_configs
+        from .tiny_sdxl_diffusers import FULL
+        return adapter_from_configs(FULL, "random SDXL", device, dtype, seed, masters=masters)
     if model in RANDOM:
         return random_model(model.split("-")[1], device, dtype, seed, masters)
     if model == "tiny" and not has_diffusers():

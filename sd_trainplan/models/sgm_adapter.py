@@ -124,6 +124,10 @@ class SgmAdapter:
     def vae(self) -> nn.Module:
         return self.model.first_stage_model
 
+    def parkable_parts(self) -> List[nn.Module]:
+        """What the update never calls once prompts and latents are cached (train/offload.py)."""
+        return list(self.text_embedders) + [self.vae()]
+
     # --- the protocol ---------------------------------------------------------------------------
     def encode_images(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """[-1, 1] images -> (mean, std) of the scaled latent distribution (sgm's AutoencoderKL.encode

@@ -58,7 +58,8 @@ def detect(shapes: Dict[str, Tuple[int, ...]]) -> str:
     if conv_in[0] == UNET["block_out_channels"][0]:
         return "tiny"
     if conv_in[0] != 320 or conv_in[1] != 4:
-        raise ValueError(f"unknown UNet (conv_in {conv_in}); SD1.x and SD2.x are supported (SDXL: use the WebUI)")
+        raise ValueError(f"unknown UNet (conv_in {conv_in}); SD1.x and SD2.x single files are supported"
+                         " (SDXL: give a diffusers SDXL folder, or train it in the WebUI)")
     if any(k.startswith("cond_stage_model.model.") for k in shapes):
         return "sd2"  # eps or v decided after loading
     return "sd1"

@@ -35,6 +35,15 @@ ACTIVATIONS = {
     # offset holds autocast's bf16 copy of the fp16 UNet) and the diffusers SDXL examples' step
     ("ti", "sdxl_ours"): (7.959, 10.00), ("lora", "sdxl_ours"): (8.753, 9.44),
     ("ti", "sdxl_recipe"): (6.313, 0.84), ("lora", "sdxl_recipe"): (7.237, 0.26),
+    # SDXL LoRA with the low-VRAM option on the WebUI's fp16 model (text encoders and VAE off the GPU while
+    # the UNet trains; bench/results/2026-11-30-NVIDIA_H200-sdxl-lowvram.json): one point, BS 1, 11.70 GiB.
+    # The per-image part as SD1's checkpointing/ours ratio scales SDXL's LoRA row, the offset fitted to
+    # that point; it errs high (that row also held ~5 GiB an earlier row had left allocated)
+    ("lora", "sdxl_checkpointing"): (2.410, 2.82),
+    # the standalone diffusers SDXL path (bf16 weights; bench/results/2026-11-30-NVIDIA_H200-sdxl-standalone.json),
+    # and its low-VRAM LoRA (one point, BS 1: 6.89 GiB; the per-image part scaled as above)
+    ("ti", "sdxl_standalone"): (5.160, 0.55), ("lora", "sdxl_standalone"): (5.410, 0.71),
+    ("lora", "sdxl_standalone_checkpointing"): (1.490, -1.07),
 }
 
 
@@ -64,7 +73,7 @@ def estimate(method: str, batch_size: int, resolution: int, arch: str = "sd1", o
     weights = (frozen * 2 + trained * 4) / GIB
     grads = trained * 4 / GIB
     opt = trained * OPT_BYTES[optimizer] / GIB
-    key = "checkpointing" if checkpointing else impl
+    key = ("standalone_checkpointing" if impl == "standalone" else "checkpointing") if checkpointing else impl
     per_img, offset = ACTIVATIONS.get((method, key)) or ACTIVATIONS[(method, "ours")]
     if arch == "sdxl":  # measured rows where there are (the SD1 rows scaled by pixels are far under SDXL's)
         per_img, offset = _sdxl_activations(method, key, per_img, offset)
@@ -91,16 +100,18 @@ def _sdxl_activations(method: str, key: str, per_img: float, offset: float) -> T
 
 def estimate_gib(method: str, batch_size: int, resolution: int, impl: str = "ours") -> float:
     """The bench's rows: impl in recipe | ours | ours_lowvram | ours_compiled | ldm_ours | ldm_webui, and
-    sdxl_ + one of them (compiled: estimated as ours; it measured 9% under at BS 16); bench/forge_bench.py's
+    sdxl_ + one of them or standalone | standalone_lowvram (compiled: estimated as ours; it measured 9%
+    under at BS 16; ours_lowvram_fp16 and _bf16_eager: as ours_lowvram); bench/forge_bench.py's
     standalone | forge | forge-bf16."""
     arch = "sdxl" if impl.startswith("sdxl_") else "sd1"  # bench/sdxl_bench.py's rows: SDXL at 1024 px
     impl = impl[len("sdxl_"):] if arch == "sdxl" else impl
     # Forge holds its model as the WebUI does (half-precision weights under bf16 autocast, whose weight
     # casts are kept for the backward pass): its rows measured within 10% of the ldm model's (2026-11-30)
-    impl = {"standalone": "ours", "forge": "ldm_ours", "forge-bf16": "ldm_ours"}.get(impl, impl)
-    low = impl == "ours_lowvram"
-    return estimate(method, batch_size, resolution, arch, optimizer="adamw8bit" if low else "adamw",
-                    checkpointing=low, impl="ours" if low or impl == "ours_compiled" else impl).total_gib
+    impl = {"forge": "ldm_ours", "forge-bf16": "ldm_ours"}.get(impl, impl)
+    low = "lowvram" in impl
+    family = "standalone" if impl.startswith("standalone") else "ours"
+    return estimate(method, batch_size, resolution, arch, optimizer="adamw8bit" if low and arch == "sd1" else "adamw",
+                    checkpointing=low, impl=family if low or impl == "ours_compiled" else impl).total_gib
 
 
 def fit_advice(method: str, batch_size: int, grad_accum: int, resolution: int, vram_gib: float,

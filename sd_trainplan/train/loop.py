@@ -7,7 +7,6 @@ so the step is a function of tensors with no host synchronisation except at log 
 """
 from __future__ import annotations
 
-import contextlib
 import time
 import importlib.util
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from .batches import UpdateOrder
 from .checkpoint import (keeps_final_checkpoint, latest_checkpoint, load_checkpoint, log_metrics, new_run_dir,
                          save_checkpoint, state_bytes, write_config)
 from .config import ConfigError, TrainConfig, check_config, lr_schedule
+from .offload import park_frozen_parts, unet_parked
+from .precision import autocast_for, compute_dtype
 from .data import Dataset, DataError, load_dataset
 from .dist import OverlappedAverage, Processes, any_true, barrier, broadcast, reduce_mean
 from .events import Emitter, Sink
@@ -56,9 +57,13 @@ def prepare_checks(cfg: TrainConfig, world: int = 1, check_model: bool = True) -
     the model, as the WebUI does), the dataset. All problems are reported together, each naming
     its field or file."""
     problems = check_config(cfg)
-    known = ("tiny", "random-sd1", "random-sd2")
-    if check_model and cfg.model not in known and not Path(cfg.model).expanduser().exists():
+    from ..models.load import RANDOM
+    path = Path(cfg.model).expanduser()
+    if check_model and cfg.model not in ("tiny",) + RANDOM and not path.exists():
         problems.append(f"model: {cfg.model} does not exist (give 'tiny', a diffusers folder or a .safetensors file)")
+    elif check_model and path.is_dir():
+        from ..models.sdxl_diffusers import is_sdxl_folder, folder_problems
+        problems += folder_problems(path) if is_sdxl_folder(path) else []
     if cfg.optimizer == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
         problems.append("optimizer: adamw8bit needs the bitsandbytes package, which is not installed; install it"
                         " yourself (pip install bitsandbytes) or use adamw")
@@ -83,36 +88,6 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError([f"device: {name} requested but no CUDA GPU is available"])
     return torch.device(name)
-
-
-def autocast_for(cfg: TrainConfig, device: torch.device, weights: torch.dtype = torch.float32):
-    """(context factory, GradScaler or None). Mixed precision keeps fp32 master weights.
-    'auto' computes in bf16 wherever the GPU has it, also on the WebUI's fp16 weights: bf16 needs no
-    loss scaling, so the update can be replayed from a CUDA graph (measured 4.1x the WebUI Train
-    tab's speed on its own model class). On a GPU without bf16, fp16 weights train in fp16 autocast
-    with loss scaling, as the WebUI's own trainer does; elsewhere in fp32."""
-    dtype = _precision(cfg, device, weights)
-    if dtype == torch.float32:
-        return contextlib.nullcontext, None
-    scaler = torch.cuda.amp.GradScaler() if dtype == torch.float16 else None
-    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
-
-
-def _precision(cfg: TrainConfig, device: torch.device, weights: torch.dtype) -> torch.dtype:
-    precision = cfg.precision
-    if precision == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            precision = "bf16"
-        elif device.type == "cuda" and weights == torch.float16:
-            precision = "fp16"
-        else:
-            precision = "fp32"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-
-
-def compute_dtype(cfg: TrainConfig, device: torch.device, adapter) -> torch.dtype:
-    """The dtype autocast computes in for this run (fp32: no autocast)."""
-    return _precision(cfg, device, getattr(adapter, "dtype", torch.float32))
 
 
 def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Callable[[], bool] = lambda: False,
@@ -160,24 +135,29 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     if cfg.gradient_checkpointing:
         adapter.set_gradient_checkpointing(True)
     autotune = torch.backends.cudnn.benchmark  # a process-wide switch: the host's own value comes back after
+    undo = []  # what _run moved off the GPU (offload.py), put back however it ends
     try:
-        return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases)
+        return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases, undo)
     finally:
+        for restore in undo:
+            restore()
         torch.backends.cudnn.benchmark = autotune
         method.close()
         if cfg.gradient_checkpointing:
             adapter.set_gradient_checkpointing(False)
 
 
-def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases) -> RunResult:
+def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases,
+         undo) -> RunResult:
     device = adapter.device
     # ---- 3. data on the device: latents once, prompts, prior-preservation images --------------
     emit("prepare", message=f"encoding {len(data.train) + len(data.val)} images")
-    latents = encode_items(adapter, data.train, with_flip=cfg.flip > 0)
-    val_latents = encode_items(adapter, data.val, with_flip=False) if data.val else {}
     name = method.prompt_name()
     prompts = Prompts(cfg, data.train, name, method.fresh_text)
-    prompts.build_cache(adapter)
+    with unet_parked(cfg, adapter):  # low VRAM: the UNet waits on the CPU meanwhile (offload.py)
+        latents = encode_items(adapter, data.train, with_flip=cfg.flip > 0)
+        val_latents = encode_items(adapter, data.val, with_flip=False) if data.val else {}
+        prompts.build_cache(adapter)
     val_prompts = fixed_prompts(cfg, data.val, name)
     train_prompts = fixed_prompts(cfg, data.train, name)
     stable = stable_subset(len(data.train), cfg.seed)
@@ -241,6 +221,11 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
         return val, stab
 
     noise = NoiseScale(cfg.batch_size, eb) if cfg.noise_scale and eb > cfg.batch_size else None
+    restore = park_frozen_parts(cfg, adapter, prompts.cacheable, prior)  # low VRAM: only the UNet on the GPU
+    if restore is not None:
+        undo.append(restore)
+        emit("prepare", message="low VRAM: the text encoders and the VAE wait on the CPU while the UNet trains"
+             " (the prompts' conditioning and the latents are cached)")
 
     # ---- 5. the loop over weight updates ------------------------------------------------------
     last_loss, val_loss, stopped = None, None, False
@@ -320,6 +305,8 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
             return RunResult(run_dir, done, None, True, last_loss, val_loss)
 
     phases.lap("training")
+    for back in undo:  # the final validation and the export may need them
+        back()
     # ---- 6. export first (the file the user waits for), then the resumable checkpoint --------
     if cfg.val_every == 0 and val_latents:
         val_loss, _ = validate(cfg.steps)

