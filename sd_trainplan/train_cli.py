@@ -63,8 +63,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _bad(str(e))
     from .train.dist import from_environment
     procs = from_environment()  # `accelerate launch` sets up several processes; plain runs get one
-    from .models import preload
-    preload.start()  # the model code imports while the data is checked and the weights are read
     stop = _install_stop_handler()
     try:
         result = train(cfg, sinks=[ProgressBar()], stop=stop, resume=args.resume, procs=procs, started=_started())
@@ -135,8 +133,6 @@ def cmd_lr_range(args: argparse.Namespace) -> int:
         min_lr = float(args.min_lr) if args.min_lr else 0.0
     except (ConfigError, DataError, FileNotFoundError, ValueError) as e:
         return _bad(str(e))
-    from .models import preload
-    preload.start()
     stop = _install_stop_handler()
     try:
         result = lr_range_test(cfg, mode=args.mode, max_lr=max_lr, min_lr=min_lr, steps=steps,

@@ -214,13 +214,12 @@ def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
 
 
 def _load_folder(path: Path, device, dtype, masters=()) -> DiffusersAdapter:
-    """Each part straight onto the device in its dtype (direct_load.py), its tensors read while the
-    model code is still being imported (preload.py); from_pretrained for a part whose files are not in
-    the plain layout."""
+    """Each part straight onto the device in its dtype (direct_load.py): its tensors read, then the
+    model code imported and the parts built around them; from_pretrained for a part whose files are
+    not in the plain layout."""
     import json
     import time
 
-    from . import preload
     from .direct_load import build_folder_parts, read_folder_parts
     t0 = time.monotonic()
     device = torch.device(device)
@@ -229,7 +228,6 @@ def _load_folder(path: Path, device, dtype, masters=()) -> DiffusersAdapter:
     try:
         states = read_folder_parts(path, device, dtypes)
         t1 = time.monotonic()
-        preload.wait()
         from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
         t2 = time.monotonic()
@@ -247,7 +245,7 @@ def _load_folder(path: Path, device, dtype, masters=()) -> DiffusersAdapter:
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelLoadError(f"model: cannot load the diffusers folder {path}: {e}") from None
     adapter = DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, str(path), masters=masters)
-    adapter.load_seconds = {"weights": t1 - t0, "imports (what was left)": t2 - t1, "build": t3 - t2,
+    adapter.load_seconds = {"weights": t1 - t0, "imports": t2 - t1, "build": t3 - t2,
                             "tokenizer": time.monotonic() - t3}
     adapter.stored_dtypes = folder_dtypes(path)
     return adapter

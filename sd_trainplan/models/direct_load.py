@@ -40,7 +40,7 @@ def weight_files(part_dir: Path, stem: str) -> Optional[List[Path]]:
 
 def read_part(part_dir: Path, stem: str, device: torch.device, dtype: torch.dtype) -> Optional[Dict[str, torch.Tensor]]:
     """The part's tensors on `device`, floating ones in `dtype`; None when its files are not the plain
-    layout. Needs no model code: it runs while that is still being imported (preload.py)."""
+    layout. Needs no model code (diffusers, transformers), only the files."""
     files = weight_files(part_dir, stem)
     if files is None:
         return None

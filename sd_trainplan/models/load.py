@@ -17,11 +17,6 @@ RANDOM = ("random-sd1", "random-sd2", "random-sdxl")  # full-size architectures 
 
 def load_model(model: str, device, dtype=torch.float32, seed: int = 0, config=None, masters=()):
     """Frozen parts in `dtype`; the parts named in `masters` (what Dreambooth trains) in fp32."""
-    from pathlib import Path
-
-    from . import preload
-    if model in RANDOM or model == "tiny" or not Path(model).expanduser().is_dir():
-        preload.wait()  # (a diffusers folder's weights are read first, while the import finishes)
     if model == "random-sdxl":
         from .sdxl_diffusers import adapter_from_configs
         from .tiny_sdxl_diffusers import FULL

@@ -194,11 +194,10 @@ def folder_problems(path: Path) -> List[str]:
 
 
 def load_sdxl_folder(path: Path, device, dtype, masters=()) -> DiffusersSdxlAdapter:
-    """Each part straight onto the device in its dtype, its tensors read while the model code is still
-    being imported (direct_load.py, preload.py, as the SD path does); from_pretrained otherwise."""
+    """Each part straight onto the device in its dtype (direct_load.py, as the SD path does);
+    from_pretrained otherwise."""
     import time
 
-    from . import preload
     from .direct_load import assemble, read_part
     problems = folder_problems(path)
     if problems:
@@ -211,7 +210,6 @@ def load_sdxl_folder(path: Path, device, dtype, masters=()) -> DiffusersSdxlAdap
     try:
         states = {p: read_part(path / p, stems[p], device, dtypes[p]) for p in PARTS}
         t1 = time.monotonic()
-        preload.wait()
         from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
         classes = {"unet": UNet2DConditionModel, "vae": AutoencoderKL, "text_encoder": CLIPTextModel,

@@ -159,6 +159,24 @@ class Host:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def tracebacks(self, after: int = 0) -> List[str]:
+        """Each traceback in the log (from character `after`), but for one that is no program's error:
+        a browser page that went away while gradio's queue was waiting for its next message
+        (gradio/routes.py, join_queue: the websocket's close, code 1001, raised as
+        starlette.websockets.WebSocketDisconnect and logged by uvicorn). A user closing a tab gets
+        the same log line; the tests close their pages at moments no user chooses."""
+        found, block = [], None
+        for line in self.log()[after:].splitlines():
+            if line.startswith("Traceback (most recent call last):"):
+                block = [line]
+            elif block is not None:
+                block.append(line)
+                if line and not line[0].isspace():  # the exception's own line ends the block
+                    if not line.startswith("starlette.websockets.WebSocketDisconnect"):
+                        found.append("\n".join(block))
+                    block = None
+        return found
+
     def log_tail(self, n: int = 6000) -> str:
         return self.log()[-n:]
 

@@ -76,7 +76,7 @@ def test_sdxl_textual_inversion_through_the_tab_gives_a_clip_l_clip_g_embedding_
     assert re.search(r"TI hashes: \"?stpxl: [0-9a-f]+", text), text
     assert img != before_img and "TI hashes" not in before_info
     assert sdxl.api("GET", "/sdapi/v1/embeddings")["loaded"]["stpxl"]["vectors"] == 2
-    assert problems(page) == [] and "Traceback" not in sdxl.log()
+    assert problems(page) == [] and sdxl.tracebacks() == []
 
 
 def test_sdxl_lora_with_both_text_encoders_loads_fully_in_the_builtin_lora_extension(sdxl, page, shapes_dir, loaded):
