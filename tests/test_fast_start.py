@@ -26,11 +26,13 @@ def file_tensors(path):
     return load_file(str(path))
 
 
-def test_folder_loads_straight_in_the_dtypes_training_uses(tiny_folder):
-    from sd_trainplan.models.direct_load import build_folder_parts, read_folder_parts
-    dtypes = {"unet": torch.float32, "vae": torch.bfloat16, "text_encoder": torch.bfloat16}
-    states = read_folder_parts(tiny_folder, torch.device("cpu"), dtypes)
-    assert all(p is not None for p in build_folder_parts(tiny_folder, torch.device("cpu"), states))  # no fallback
+def test_folder_loads_straight_in_the_dtypes_training_uses(tiny_folder, monkeypatch):
+    from sd_trainplan.models.diffusers_adapter import _sd_classes
+
+    def fallback(*args, **kwargs):
+        raise AssertionError("a part of the plain layout fell back to from_pretrained")
+    for cls in _sd_classes().values():  # no fallback
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(fallback))
     a = load_diffusers(str(tiny_folder), dtype=torch.bfloat16, masters=("unet",))
     unet = file_tensors(tiny_folder / "unet" / "diffusion_pytorch_model.safetensors")
     for k, v in a.unet().state_dict().items():  # Dreambooth's masters: the file's fp32 values, not bf16-rounded

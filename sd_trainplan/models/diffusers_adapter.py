@@ -214,41 +214,33 @@ def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
 
 
 def _load_folder(path: Path, device, dtype, masters=()) -> DiffusersAdapter:
-    """Each part straight onto the device in its dtype (direct_load.py): its tensors read, then the
-    model code imported and the parts built around them; from_pretrained for a part whose files are
-    not in the plain layout."""
+    """Each part straight onto the device in its dtype (direct_load.load_folder_parts)."""
     import json
     import time
 
-    from .direct_load import build_folder_parts, read_folder_parts
-    t0 = time.monotonic()
+    from .direct_load import load_folder_parts
     device = torch.device(device)
     dtypes = {p: torch.float32 if p in masters else dtype for p in ("unet", "vae", "text_encoder")}
     kw = dict(local_files_only=True)
     try:
-        states = read_folder_parts(path, device, dtypes)
-        t1 = time.monotonic()
-        from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
-        t2 = time.monotonic()
-        unet, vae, text = build_folder_parts(path, device, states)
-        del states
-        unet = unet or UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtypes["unet"], **kw)
-        vae = vae or AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtypes["vae"], **kw)
-        text = text or CLIPTextModel.from_pretrained(path, subfolder="text_encoder", torch_dtype=dtypes["text_encoder"],
-                                                     **kw)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t3 = time.monotonic()
+        parts, seconds = load_folder_parts(path, ("unet", "vae", "text_encoder"), device, dtypes, _sd_classes)
+        t = time.monotonic()
+        from transformers import CLIPTokenizer
         tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)
         sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelLoadError(f"model: cannot load the diffusers folder {path}: {e}") from None
-    adapter = DiffusersAdapter(unet, vae, text, tok, sched, device, dtype, str(path), masters=masters)
-    adapter.load_seconds = {"weights": t1 - t0, "imports": t2 - t1, "build": t3 - t2,
-                            "tokenizer": time.monotonic() - t3}
+    adapter = DiffusersAdapter(parts["unet"], parts["vae"], parts["text_encoder"], tok, sched, device, dtype, str(path),
+                               masters=masters)
+    adapter.load_seconds = {**seconds, "tokenizer": time.monotonic() - t}
     adapter.stored_dtypes = folder_dtypes(path)
     return adapter
+
+
+def _sd_classes() -> Dict[str, type]:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+    return {"unet": UNet2DConditionModel, "vae": AutoencoderKL, "text_encoder": CLIPTextModel}
 
 
 def _load_single_file(path: Path, device, dtype, config: Optional[str], masters=()) -> DiffusersAdapter:

@@ -10,20 +10,26 @@ file's values) and becomes the parameter itself. On an H200 the SD1.5 load took 
 
 Only the plain layout is read this way: one `*.safetensors` file per part (or shards named by its
 index), whose tensors are exactly the part's parameters and persistent buffers. Anything else (.bin
-weights, old attention key names that from_pretrained renames, missing or extra keys) returns None,
-and the caller loads that part with from_pretrained.
+weights, old attention key names that from_pretrained renames, missing or extra keys) is loaded with
+from_pretrained. `load_folder_parts` serves the SD folders and the SDXL ones alike.
 """
 from __future__ import annotations
 
 import json
+import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-WEIGHTS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
+
+
+def stem_of(part: str) -> str:
+    """A part's weights file name without its suffix: transformers' text encoders save `model`,
+    diffusers' UNet and VAE `diffusion_pytorch_model`."""
+    return "model" if part.startswith("text_encoder") else "diffusion_pytorch_model"
 
 
 def weight_files(part_dir: Path, stem: str) -> Optional[List[Path]]:
@@ -69,19 +75,28 @@ def assemble(build: Callable[[], nn.Module], state: Dict[str, torch.Tensor], dev
     return model.to(device)  # the buffers that are not in the file (computed at build time)
 
 
-def read_folder_parts(path: Path, device: torch.device, dtypes: dict) -> Dict[str, Optional[Dict[str, torch.Tensor]]]:
-    """Each part's tensors (read_part) of a diffusers folder, by part name."""
-    return {p: read_part(path / p, WEIGHTS[p], device, dtypes[p]) for p in ("unet", "vae", "text_encoder")}
+def load_folder_parts(path: Path, parts: Sequence[str], device: torch.device, dtypes: Dict[str, torch.dtype],
+                      model_classes: Callable[[], Dict[str, type]]) -> Tuple[Dict[str, nn.Module], Dict[str, float]]:
+    """({part: module}, seconds of each step) for a diffusers folder: every part's tensors read onto
+    the device (read_part), then `model_classes()` (the model code, imported only now), then each part
+    built around its tensors (assemble), or with from_pretrained where they are not the plain layout."""
+    t0 = time.monotonic()
+    states = {p: read_part(path / p, stem_of(p), device, dtypes[p]) for p in parts}
+    t1 = time.monotonic()
+    classes = model_classes()
+    t2 = time.monotonic()
+    out = {}
+    for p in parts:
+        cls = classes[p]
+        built = None if states[p] is None else assemble(_from_config(p, cls, path / p), states[p], device)
+        states[p] = None  # each part's read tensors are its parameters now, or dropped
+        out[p] = built or cls.from_pretrained(path, subfolder=p, torch_dtype=dtypes[p], local_files_only=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, {"weights": t1 - t0, "imports": t2 - t1, "build": time.monotonic() - t2}
 
 
-def build_folder_parts(path: Path, device: torch.device, states: dict):
-    """(unet, vae, text_encoder) from read_folder_parts, each None where it needs from_pretrained."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-    builders = {
-        "unet": lambda: UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(path / "unet"))),
-        "vae": lambda: AutoencoderKL.from_config(AutoencoderKL.load_config(str(path / "vae"))),
-        "text_encoder": lambda: CLIPTextModel(CLIPTextConfig.from_pretrained(str(path / "text_encoder"))),
-    }
-    return tuple(None if states[p] is None else assemble(builders[p], states[p], device)
-                 for p in ("unet", "vae", "text_encoder"))
+def _from_config(part: str, cls, part_dir: Path) -> Callable[[], nn.Module]:
+    if part.startswith("text_encoder"):  # transformers: a config object, then the model
+        return lambda: cls(cls.config_class.from_pretrained(str(part_dir)))
+    return lambda: cls.from_config(cls.load_config(str(part_dir)))  # diffusers: from its config dict

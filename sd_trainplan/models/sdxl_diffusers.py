@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import torch
 from torch import nn
@@ -194,56 +194,46 @@ def folder_problems(path: Path) -> List[str]:
 
 
 def load_sdxl_folder(path: Path, device, dtype, masters=()) -> DiffusersSdxlAdapter:
-    """Each part straight onto the device in its dtype (direct_load.py, as the SD path does);
-    from_pretrained otherwise."""
+    """Each part straight onto the device in its dtype (direct_load.load_folder_parts, as the SD path
+    does)."""
     import time
 
-    from .direct_load import assemble, read_part
+    from .direct_load import load_folder_parts
     problems = folder_problems(path)
     if problems:
         raise ModelLoadError("\n".join(problems))
-    t0 = time.monotonic()
     device = torch.device(device)
     dtypes = {p: torch.float32 if p.split("_2")[0] in masters else dtype for p in PARTS}
-    stems = {p: "model" if p.startswith("text") else "diffusion_pytorch_model" for p in PARTS}
-    kw = dict(local_files_only=True)
     try:
-        states = {p: read_part(path / p, stems[p], device, dtypes[p]) for p in PARTS}
-        t1 = time.monotonic()
-        from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-        classes = {"unet": UNet2DConditionModel, "vae": AutoencoderKL, "text_encoder": CLIPTextModel,
-                   "text_encoder_2": CLIPTextModelWithProjection}
-
-        def build(p):
-            cls = classes[p]
-            if p.startswith("text"):
-                return lambda: cls(cls.config_class.from_pretrained(str(path / p)))
-            return lambda: cls.from_config(cls.load_config(str(path / p)))
-        parts = {}
-        for p in PARTS:
-            built = None if states[p] is None else assemble(build(p), states[p], device)
-            states[p] = None
-            parts[p] = built or classes[p].from_pretrained(path, subfolder=p, torch_dtype=dtypes[p], **kw)
-        toks = [CLIPTokenizer.from_pretrained(path, subfolder=s, **kw) for s in ("tokenizer", "tokenizer_2")]
+        parts, seconds = load_folder_parts(path, PARTS, device, dtypes, _sdxl_classes)
+        t = time.monotonic()
+        from transformers import CLIPTokenizer
+        toks = [CLIPTokenizer.from_pretrained(path, subfolder=s, local_files_only=True) for s in ("tokenizer", "tokenizer_2")]
         sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelLoadError(f"model: cannot load the SDXL diffusers folder {path}: {e}") from None
     adapter = DiffusersSdxlAdapter(parts["unet"], parts["vae"], parts["text_encoder"], parts["text_encoder_2"], *toks,
                                    sched, device, dtype, str(path), masters)
-    adapter.load_seconds = {"weights": t1 - t0, "build": time.monotonic() - t1}
+    adapter.load_seconds = {**seconds, "tokenizer": time.monotonic() - t}
     adapter.stored_dtypes = folder_dtypes(path)
     return adapter
 
 
+def _sdxl_classes() -> Dict[str, type]:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+    return {"unet": UNet2DConditionModel, "vae": AutoencoderKL, "text_encoder": CLIPTextModel,
+            "text_encoder_2": CLIPTextModelWithProjection}
+
+
 def folder_dtypes(path: Path) -> Dict[str, torch.dtype]:
     """Each part's weights' dtype in the folder, under its prefix in the sgm single file."""
+    from .direct_load import stem_of
     from .sdxl_names import PREFIXES
     from .stored_dtypes import _most_common, file_dtypes
     out = {}
     for part, prefix in PREFIXES.items():
-        stem = "model" if part.startswith("text") else "diffusion_pytorch_model"
-        f = path / part / f"{stem}.safetensors"
+        f = path / part / f"{stem_of(part)}.safetensors"
         common = _most_common(file_dtypes(f).values()) if f.is_file() else None
         if common is not None:
             out[prefix] = common
