@@ -227,8 +227,8 @@ def main() -> int:
 
 WARM = r"""
 import torch
-from sd_trainplan.train.gpu_start import _first_kernels
-_first_kernels(torch.device("cuda"))
+from sd_trainplan.train.gpu_start import first_kernels
+first_kernels(torch.device("cuda"))
 """
 
 

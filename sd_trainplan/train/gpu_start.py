@@ -14,10 +14,12 @@ import torch
 import torch.nn.functional as F
 
 
-def _first_kernels(device: torch.device) -> None:
+def first_kernels(device: torch.device) -> None:
+    """The context and the libraries' first kernels, in the dtypes a run computes in here."""
     torch.cuda.init()
     with torch.cuda.device(device):
-        for dtype in (torch.bfloat16, torch.float32):
+        half = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        for dtype in (half, torch.float32):
             x = torch.ones(1, 8, 16, 16, device=device, dtype=dtype, requires_grad=True)
             w = torch.ones(8, 8, 3, 3, device=device, dtype=dtype, requires_grad=True)
             q = torch.ones(1, 2, 64, 64, device=device, dtype=dtype, requires_grad=True)
@@ -28,8 +30,15 @@ def _first_kernels(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _quietly(device: torch.device) -> None:
+    try:
+        first_kernels(device)
+    except Exception:  # noqa: BLE001 - only a head start: the run itself meets (and reports) any real problem
+        pass
+
+
 def start_gpu(device: torch.device) -> threading.Thread:
     """Start the context and the libraries on `device` in a daemon thread (returned, already running)."""
-    t = threading.Thread(target=_first_kernels, args=(device,), name="start the GPU", daemon=True)
+    t = threading.Thread(target=_quietly, args=(device,), name="start the GPU", daemon=True)
     t.start()
     return t
