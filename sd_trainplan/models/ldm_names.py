@@ -21,7 +21,7 @@ Text encoder (SD1): cond_stage_model.transformer.<transformers CLIPTextModel key
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -104,24 +104,29 @@ def vae_name_to_ldm(name: str, n_blocks: int) -> str:
     return name
 
 
+SD_PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model.transformer."}
+
+
 def diffusers_to_ldm_state(unet: Dict[str, torch.Tensor], vae: Dict[str, torch.Tensor],
                            text: Dict[str, torch.Tensor], layers_per_block: int,
-                           vae_blocks: int) -> Dict[str, torch.Tensor]:
-    """A full single-file checkpoint (SD1 layout) from diffusers state dicts."""
+                           vae_blocks: int, prefixes: Dict[str, str] = SD_PREFIXES,
+                           extra_pairs: Sequence[Tuple[str, str]] = ()) -> Dict[str, torch.Tensor]:
+    """A full single-file checkpoint (SD1 layout; sdxl_names.py adds SDXL's second text encoder under
+    its `prefixes`, with its vector input's `extra_pairs`) from diffusers state dicts."""
     out: Dict[str, torch.Tensor] = {}
-    pairs = unet_pairs_for_state(unet, layers_per_block)
+    pairs = unet_pairs_for_state(unet, layers_per_block) + list(extra_pairs)
     for k, v in unet.items():
-        out["model.diffusion_model." + unet_name_to_ldm(k, pairs)] = v
+        out[prefixes["unet"] + unet_name_to_ldm(k, pairs)] = v
     for k, v in vae.items():
         name = vae_name_to_ldm(k, vae_blocks)
         if ".mid.attn_1." in name and name.endswith(".weight") and v.ndim == 2:
             v = v[:, :, None, None]  # diffusers uses Linear, ldm 1x1 convs
-        out["first_stage_model." + name] = v
+        out[prefixes["vae"] + name] = v
     for k, v in text.items():
-        out["cond_stage_model.transformer." + k] = v
+        out[prefixes["text_encoder"] + k] = v
     # transformers < 4.31 (the WebUI's 4.30.2, and every SD1 checkpoint) keeps CLIP's position_ids
     # as a saved buffer; newer versions do not save it. Write it so the file has the ldm model's keys.
-    pos = "cond_stage_model.transformer.text_model.embeddings.position_ids"
+    pos = prefixes["text_encoder"] + "text_model.embeddings.position_ids"
     table = text.get("text_model.embeddings.position_embedding.weight")
     if pos not in out and table is not None:
         out[pos] = torch.arange(table.shape[0], dtype=torch.int64)[None]

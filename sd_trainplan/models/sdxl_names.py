@@ -19,7 +19,7 @@ from typing import Dict
 
 import torch
 
-from .ldm_names import unet_name_to_ldm, unet_pairs_for_state, vae_name_to_ldm
+from .ldm_names import diffusers_to_ldm_state
 
 PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.",
             "text_encoder": "conditioner.embedders.0.transformer.", "text_encoder_2": "conditioner.embedders.1.model."}
@@ -72,22 +72,7 @@ def sgm_sigmas(scheduler_config: dict) -> torch.Tensor:
 def diffusers_to_sgm_state(unet: Dict[str, torch.Tensor], vae: Dict[str, torch.Tensor], text: Dict[str, torch.Tensor],
                            text2: Dict[str, torch.Tensor], layers_per_block: int, vae_blocks: int,
                            scheduler_config: dict) -> Dict[str, torch.Tensor]:
-    out: Dict[str, torch.Tensor] = {}
-    pairs = unet_pairs_for_state(unet, layers_per_block) + LABEL_EMB
-    for k, v in unet.items():
-        out[PREFIXES["unet"] + unet_name_to_ldm(k, pairs)] = v
-    for k, v in vae.items():
-        name = vae_name_to_ldm(k, vae_blocks)
-        if ".mid.attn_1." in name and name.endswith(".weight") and v.ndim == 2:
-            v = v[:, :, None, None]  # diffusers uses Linear, ldm 1x1 convs
-        out[PREFIXES["vae"] + name] = v
-    for k, v in text.items():
-        out[PREFIXES["text_encoder"] + k] = v
-    # the WebUI's transformers (4.30) keeps CLIP-L's position_ids as a saved buffer (ldm_names.py says more)
-    table = text.get("text_model.embeddings.position_embedding.weight")
-    pos = PREFIXES["text_encoder"] + "text_model.embeddings.position_ids"
-    if pos not in out and table is not None:
-        out[pos] = torch.arange(table.shape[0], dtype=torch.int64, device=table.device)[None]
+    out = diffusers_to_ldm_state(unet, vae, text, layers_per_block, vae_blocks, PREFIXES, LABEL_EMB)
     for k, v in open_clip_state(text2).items():
         out[PREFIXES["text_encoder_2"] + k] = v
     out["denoiser.sigmas"] = sgm_sigmas(scheduler_config)
