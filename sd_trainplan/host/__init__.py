@@ -7,6 +7,8 @@
 - session.py     one run on the loaded model: checks first, and everything it changes put back
 - loaded_model.py the checks: SD1/SD2 only, lowvram/medvram, half precision, fp8, merged LoRA
 - adapter.py     the ldm adapter over `shared.sd_model`, Textual Inversion through `embedding_db`
+- embedding_tokens.py a run's TI embedding in the host's database (both hosts): refused if taken,
+                 registered, kept registered, taken out
 - medvram.py     --medvram: hold what training needs on the GPU for the run, put the swapping back
 - exports.py     results into the WebUI's folders (embeddings, models/Lora, models/Stable-diffusion)
 - state_sink.py  training events -> shared.state (the WebUI's progress bar) and /sd_trainplan/train

@@ -20,22 +20,10 @@ import torch
 from torch import nn
 
 from ..models.ldm_adapter import LdmAdapter
+from .embedding_tokens import A1111EmbeddingDb, DbToken
 
 
-class WebUiToken:
-    """Textual Inversion vectors living in the WebUI's embedding database."""
-
-    def __init__(self, name: str, vectors: nn.Parameter, embedding):
-        self.token = name
-        self.vectors = vectors
-        self.embedding = embedding
-
-    @property
-    def prompt_text(self) -> str:
-        return self.token  # the hijacked CLIP recognises the embedding by its name
-
-
-class WebUiLdmAdapter(LdmAdapter):
+class WebUiLdmAdapter(A1111EmbeddingDb, LdmAdapter):
     def __init__(self, model, device, embedding_db, embedding_class, on_token=None, source: str = ""):
         super().__init__(model, device=device, source=source or "the WebUI's loaded model", place=False)
         original = getattr(model, "alphas_cumprod_original", None)
@@ -50,18 +38,13 @@ class WebUiLdmAdapter(LdmAdapter):
         """The WebUI's CLIP, after making sure the run's embeddings are still registered: a refresh
         of the Textual Inversion cards reloads the database from disk mid-run, which would drop them
         (and the prompt would silently train nothing)."""
-        for tv in self.tokens:
-            if self.embedding_db.word_embeddings.get(tv.token) is not tv.embedding:
-                self.embedding_db.register_embedding(tv.embedding, self.model)
+        self.keep_registered()
         return super().encode_prompts(prompts)
 
-    def add_token(self, token: str, n_vectors: int, init_word: str) -> WebUiToken:
+    def add_token(self, token: str, n_vectors: int, init_word: str) -> DbToken:
         """An Embedding in the WebUI's database, initialised as the WebUI's create_embedding does:
         vector i is the init text's token embedding number i * len // n."""
-        db = self.embedding_db
-        if token in db.word_embeddings:
-            raise ValueError(f"token: an embedding named '{token}' is already loaded in the WebUI; choose a new token"
-                             " (a run trains a new embedding under that name)")
+        self.refuse_taken(token)
         cs = self.model.cond_stage_model
         with torch.no_grad():
             init = cs.encode_embedding_init_text(init_word or "*", n_vectors)
@@ -69,24 +52,7 @@ class WebUiLdmAdapter(LdmAdapter):
         with torch.no_grad():
             for i in range(n_vectors):
                 vec[i] = init[i * int(init.shape[0]) // n_vectors]
-        param = nn.Parameter(vec)
-        emb = self.embedding_class(param, token, step=0)
-        emb.vectors = n_vectors
-        emb.shape = int(init.shape[1])
-        db.register_embedding(emb, self.model)
-        tv = WebUiToken(token, param, emb)
-        self.tokens.append(tv)
-        if self.on_token is not None:
-            self.on_token(tv)
-        return tv
-
-    def remove_token(self, tv: WebUiToken) -> None:
-        """Take the run's embedding out of the database, unless it was already replaced (e.g. by
-        the exported file, reloaded under the same name)."""
-        if tv in self.tokens:
-            self.tokens.remove(tv)
-        if self.embedding_db.word_embeddings.get(tv.token) is tv.embedding:
-            self.embedding_db.register_embedding_by_name(None, self.model, tv.token)
+        return self.register_new(DbToken, self.embedding_class, nn.Parameter(vec), token, n_vectors, int(init.shape[1]))
 
     def checkpoint_state(self) -> Dict[str, torch.Tensor]:
         """Plain ldm keys: the hijack's wrappers (cond_stage_model.wrapped, token_embedding.wrapped)

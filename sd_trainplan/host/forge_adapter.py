@@ -24,23 +24,12 @@ import torch
 from torch import nn
 
 from ..models.ldm_adapter import checkpoint_blocks, ldm_lora_targets, timestep_table_on_device
+from .embedding_tokens import DbToken, EmbeddingDbTokens
 
 
-class ForgeToken:
-    """Textual Inversion vectors living in Forge's text-engine embedding database."""
-
-    def __init__(self, name: str, vectors: nn.Parameter, embedding):
-        self.token = name
-        self.vectors = vectors
-        self.embedding = embedding
-
-    @property
-    def prompt_text(self) -> str:
-        return self.token  # the engine finds the embedding by its name in the prompt
-
-
-class ForgeAdapter:
+class ForgeAdapter(EmbeddingDbTokens):
     family = "forge"
+    host_title = "Forge"
 
     def __init__(self, engine, device, source: str = ""):
         fo = engine.forge_objects
@@ -57,7 +46,7 @@ class ForgeAdapter:
         self.alphas_cumprod = predictor.alphas_cumprod.detach().to(self.device, torch.float32).clone()
         self.latent_scale = int(fo.vae.downscale_ratio)
         self.base_resolution = 512  # SD1.x, the engine this adapter is given (forge_model.TRAINS)
-        self.tokens: List[ForgeToken] = []
+        self.tokens: List[DbToken] = []
         self.on_token = None  # called with each token added, so the run can take it out at the end
         self._checkpointed: List[nn.Module] = []
 
@@ -98,9 +87,7 @@ class ForgeAdapter:
         from backend.text_processing import emphasis
         from modules.shared import opts
         eng = self.text_engine
-        for tv in self.tokens:
-            if eng.embeddings.word_embeddings.get(tv.token) is not tv.embedding:
-                eng.embeddings.register_embedding(tv.embedding)
+        self.keep_registered()
         eng.emphasis = emphasis.get_current_option(opts.emphasis)()
         batch_chunks, _ = eng.process_texts(list(prompts))
         zs = []
@@ -113,37 +100,28 @@ class ForgeAdapter:
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.unet()(noisy, t, context=cond, transformer_options={})
 
-    def add_token(self, token: str, n_vectors: int, init_word: str) -> ForgeToken:
+    def add_token(self, token: str, n_vectors: int, init_word: str) -> DbToken:
         """An Embedding in the engine's database, initialised as the WebUI's create_embedding does:
         vector i is the init text's token embedding number i * len // n."""
         from backend.text_processing.textual_inversion import Embedding
-        db = self.text_engine.embeddings
-        if token in db.word_embeddings:
-            raise ValueError(f"token: an embedding named '{token}' is already loaded in Forge; choose a new token"
-                             " (a run trains a new embedding under that name)")
+        self.refuse_taken(token)
         ids = self.text_engine.tokenize([init_word or "*"])[0] or self.text_engine.tokenize(["*"])[0]
         table = self.text_encoder().text_model.embeddings.token_embedding.wrapped.weight
         with torch.no_grad():
             init = table[torch.tensor(ids, device=table.device)].float()
             vec = torch.stack([init[i * len(ids) // n_vectors] for i in range(n_vectors)]).to(self.device)
-        param = nn.Parameter(vec)
-        emb = Embedding(param, token, step=0)
-        emb.vectors, emb.shape = n_vectors, int(vec.shape[1])
-        db.register_embedding(emb)
-        tv = ForgeToken(token, param, emb)
-        self.tokens.append(tv)
-        if self.on_token is not None:
-            self.on_token(tv)
-        return tv
+        return self.register_new(DbToken, Embedding, nn.Parameter(vec), token, n_vectors, int(vec.shape[1]))
 
-    def remove_token(self, tv: ForgeToken) -> None:
-        """Take the run's embedding out of the database, unless it was already replaced (e.g. by
-        the exported file, loaded under the same name)."""
-        if tv in self.tokens:
-            self.tokens.remove(tv)
-        db = self.text_engine.embeddings
-        if db.word_embeddings.get(tv.token) is tv.embedding:
-            db.register_embedding_by_name(None, tv.token)
+    # the text engine's embedding database (embedding_tokens.py): its calls take no model
+    @property
+    def token_db(self):
+        return self.text_engine.embeddings
+
+    def register(self, emb) -> None:
+        self.token_db.register_embedding(emb)
+
+    def unregister(self, name: str) -> None:
+        self.token_db.register_embedding_by_name(None, name)
 
     def lora_targets(self, text_encoder: bool, conv: bool) -> Dict[str, nn.Module]:
         """Forge's UNet keeps the ldm layout, so the kohya names are the ldm adapter's; its linear

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..models.sgm_adapter import SDXL_BASE_RESOLUTION, TI_KEYS, SgmAdapter
-from .adapter import WebUiLdmAdapter
+from .embedding_tokens import A1111EmbeddingDb
 
 
 class SdxlToken:
@@ -70,7 +70,7 @@ def resolution_note(model, cfg) -> Optional[str]:
             f" (the planner's figures for SDXL take RES_B = {SDXL_BASE_RESOLUTION})")
 
 
-class WebUiSgmAdapter(SgmAdapter):
+class WebUiSgmAdapter(A1111EmbeddingDb, SgmAdapter):
     def __init__(self, model, device, embedding_db, embedding_class, on_token=None, source: str = ""):
         super().__init__(model, device=device, source=source or "the WebUI's loaded SDXL model", place=False)
         original = getattr(model, "alphas_cumprod_original", None)
@@ -84,35 +84,21 @@ class WebUiSgmAdapter(SgmAdapter):
     def encode_prompts(self, prompts):
         """The WebUI's encoders, after putting the run's embeddings back in the database if a refresh
         of the Textual Inversion cards took them out mid-run (see WebUiLdmAdapter.encode_prompts)."""
-        for tv in self.tokens:
-            if self.embedding_db.word_embeddings.get(tv.token) is not tv.embedding:
-                self.embedding_db.register_embedding(tv.embedding, self.model)
+        self.keep_registered()
         return super().encode_prompts(prompts)
 
     def add_token(self, token: str, n_vectors: int, init_word: str) -> SdxlToken:
         """An SDXL Embedding in the WebUI's database; each encoder's vector i is its init-text token
         embedding number i * len // n, as the WebUI's create_embedding picks them."""
-        db = self.embedding_db
-        if token in db.word_embeddings:
-            raise ValueError(f"token: an embedding named '{token}' is already loaded in the WebUI; choose a new token"
-                             " (a run trains a new embedding under that name)")
+        self.refuse_taken(token)
         parts: Dict[str, nn.Parameter] = {}
         with torch.no_grad():
             for i, e in enumerate(self.text_embedders):
                 init = e.encode_embedding_init_text(init_word or "*", n_vectors)
                 rows = [init[j * int(init.shape[0]) // n_vectors] for j in range(n_vectors)]
                 parts[ti_key(e, i)] = nn.Parameter(torch.stack(rows).to(self.device, torch.float32))
-        emb = self.embedding_class(dict(parts), token, step=0)
-        emb.vectors = n_vectors
-        emb.shape = sum(int(p.shape[1]) for p in parts.values())
-        db.register_embedding(emb, self.model)
-        tv = SdxlToken(token, parts, emb)
-        self.tokens.append(tv)
-        if self.on_token is not None:
-            self.on_token(tv)
-        return tv
-
-    remove_token = WebUiLdmAdapter.remove_token  # the same: out of the database unless already replaced
+        return self.register_new(SdxlToken, self.embedding_class, parts, token, n_vectors,
+                                 sum(int(p.shape[1]) for p in parts.values()))
 
     def checkpoint_state(self) -> Dict[str, torch.Tensor]:
         out = {}
