@@ -73,8 +73,7 @@ class RunOnForgeModel:
                 parts = [unet] + ([clip.clip_l.transformer] if self.cfg.train_text_encoder else [])
                 backup = WeightBackup(parts)
                 self.undo.append(backup.restore)
-                self.say(f"Dreambooth trains the loaded weights in place: a copy of what it trains"
-                         f" ({backup.nbytes / 2**30:.2f} GiB, in system memory) puts them back when the run ends")
+                self.say(backup.notice())
             note = forge_model.precision_note(self.engine, self.cfg)
             if note:
                 self.say(note)

@@ -63,6 +63,11 @@ class WeightBackup:
     def nbytes(self) -> int:
         return sum(c.numel() * c.element_size() for _, _, c in self.items)
 
+    def notice(self) -> str:
+        """What a run says about it at its start."""
+        return (f"Dreambooth trains the loaded weights in place: a copy of what it trains"
+                f" ({self.nbytes / 2**30:.2f} GiB, in system memory) puts them back when the run ends")
+
     def restore(self) -> None:
         with torch.no_grad():
             for t, device, copy in self.items:
@@ -104,8 +109,7 @@ class RunOnLoadedModel:
                 if self.cfg.train_text_encoder:
                     parts += _text_transformers(self.model)
                 self.backup = WeightBackup(parts)
-                self.say(f"Dreambooth trains the loaded weights in place: a copy of what it trains"
-                         f" ({self.backup.nbytes / 2**30:.2f} GiB, in system memory) puts them back when the run ends")
+                self.say(self.backup.notice())
             from .sdxl_adapter import resolution_note
             for note in (loaded_model.precision_note(self.model, self.cfg), resolution_note(self.model, self.cfg)):
                 if note:
