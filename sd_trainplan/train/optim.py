@@ -1,5 +1,6 @@
-"""Optimizers: AdamW (fused on CUDA, foreach elsewhere), 8-bit AdamW through bitsandbytes when
-it is installed (offered, never forced), and a registry to plug in others."""
+"""Optimizers: AdamW (adamw.py: torch's fused kernel on CUDA, its foreach arithmetic elsewhere, without
+torch.optim's import of torch._dynamo), 8-bit AdamW through bitsandbytes when it is installed
+(offered, never forced), and a registry to plug in others."""
 from __future__ import annotations
 
 from typing import Callable, Dict, List
@@ -22,8 +23,8 @@ class OptimizerUnavailable(RuntimeError):
 
 @register("adamw")
 def adamw(groups: List[dict], lr: float, weight_decay: float, device: torch.device):
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), eps=1e-8, **fast)
+    from .adamw import AdamW
+    return AdamW(groups, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), eps=1e-8)
 
 
 @register("adamw8bit")
