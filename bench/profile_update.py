@@ -67,7 +67,7 @@ class Window:
                 continue
             us = ev.device_time if hasattr(ev, "device_time") else ev.cuda_time
             by_kind[kind_of(ev.name)] = by_kind.get(kind_of(ev.name), 0.0) + us / 1e3 / n
-            top[ev.name[:90]] = top.get(ev.name[:90], 0.0) + us / 1e3 / n
+            top[ev.name[:400]] = top.get(ev.name[:400], 0.0) + us / 1e3 / n  # long enough to name a lambda's op
         return {"updates": n, "wall_ms_per_update": round(1e3 * (self.t["to"] - self.t["from"]) / n, 2),
                 "kernel_ms_per_update": round(sum(by_kind.values()), 2),
                 "ms_by_kind": {k: round(v, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},

@@ -175,7 +175,8 @@ class DiffusersAdapter:
 
     def describe(self) -> str:
         n = sum(p.numel() for p in self._unet.parameters()) / 1e6
-        return f"diffusers model ({self.source}; UNet {n:.1f}M params, {self.prediction_type})"
+        code = "plain torch" if type(self._unet).__module__.startswith(__package__ + ".plain") else "diffusers"
+        return f"diffusers model ({self.source}; {code} UNet {n:.1f}M params, {self.prediction_type})"
 
 
 def text_lora_targets(text_model: nn.Module, prefix: str) -> Dict[str, nn.Module]:
@@ -192,9 +193,10 @@ def text_lora_targets(text_model: nn.Module, prefix: str) -> Dict[str, nn.Module
 
 def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
                    config: Optional[str] = None, prediction_type: str = "epsilon",
-                   masters: Iterable[str] = ()) -> DiffusersAdapter:
+                   masters: Iterable[str] = (), plain: bool = True) -> DiffusersAdapter:
     """'tiny', a diffusers folder, or a .safetensors/.ckpt single file (with `config` = a diffusers
-    folder holding its configs, since nothing is fetched). Frozen parts in `dtype`, `masters` in fp32."""
+    folder holding its configs, since nothing is fetched). Frozen parts in `dtype`, `masters` in fp32.
+    `plain=False`: an SD1/SD2 folder too in diffusers' and transformers' classes (models/plain otherwise)."""
     masters = tuple(masters)
     if model == "tiny":
         from .tiny_diffusers import build_tiny
@@ -209,21 +211,26 @@ def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
         from .sdxl_diffusers import is_sdxl_folder, load_sdxl_folder
         if is_sdxl_folder(path):
             return load_sdxl_folder(path, device, dtype, masters)
-        return _load_folder(path, device, dtype, masters)
+        return _load_folder(path, device, dtype, masters, plain)
     return _load_single_file(path, device, dtype, config, masters)
 
 
-def _load_folder(path: Path, device, dtype, masters=()) -> DiffusersAdapter:
-    """Each part straight onto the device in its dtype (direct_load.load_folder_parts)."""
+def _load_folder(path: Path, device, dtype, masters=(), plain: bool = True) -> DiffusersAdapter:
+    """Each part straight onto the device in its dtype (direct_load.load_folder_parts), as models/plain's
+    modules when the folder is SD1.x/SD2.x's (no diffusers or transformers model code imported), else
+    as the libraries' (`plain=False` asks for those)."""
     import json
     import time
 
     from .direct_load import load_folder_parts
+    from .plain.parts import classes as plain_classes, unsupported_folder
     device = torch.device(device)
     dtypes = {p: torch.float32 if p in masters else dtype for p in ("unet", "vae", "text_encoder")}
     kw = dict(local_files_only=True)
+    use_plain = plain and unsupported_folder(path) is None
     try:
-        parts, seconds = load_folder_parts(path, ("unet", "vae", "text_encoder"), device, dtypes, _sd_classes)
+        parts, seconds = load_folder_parts(path, ("unet", "vae", "text_encoder"), device, dtypes,
+                                           plain_classes if use_plain else _sd_classes, _sd_classes)
         t = time.monotonic()
         from transformers import CLIPTokenizer
         tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)

@@ -61,12 +61,19 @@ def read_part(part_dir: Path, stem: str, device: torch.device, dtype: torch.dtyp
     return state
 
 
-def assemble(build: Callable[[], nn.Module], state: Dict[str, torch.Tensor], device: torch.device) -> Optional[nn.Module]:
+def assemble(build: Callable[[], nn.Module], state: Dict[str, torch.Tensor], device: torch.device,
+             plain: bool = False) -> Optional[nn.Module]:
     """build() makes the part from its config, without memory for its parameters; the read tensors
-    become them. None when the names differ (a renamed or missing tensor: from_pretrained knows more)."""
-    from accelerate import init_empty_weights
-    with init_empty_weights(include_buffers=False):  # parameters without memory; buffers real (small)
-        model = build()
+    become them. None when the names differ (a renamed or missing tensor: from_pretrained knows more).
+    `plain`: one of models/plain's, which has no buffers, so all of it is built on the meta device."""
+    if plain:
+        from .plain.blocks import uninitialised
+        with uninitialised():
+            model = build()
+    else:
+        from accelerate import init_empty_weights
+        with init_empty_weights(include_buffers=False):  # parameters without memory; buffers real (small)
+            model = build()
     expected = set(model.state_dict())
     buffers = {name for name, _ in model.named_buffers()}
     if expected - set(state) or (set(state) - expected) - buffers:
@@ -76,10 +83,13 @@ def assemble(build: Callable[[], nn.Module], state: Dict[str, torch.Tensor], dev
 
 
 def load_folder_parts(path: Path, parts: Sequence[str], device: torch.device, dtypes: Dict[str, torch.dtype],
-                      model_classes: Callable[[], Dict[str, type]]) -> Tuple[Dict[str, nn.Module], Dict[str, float]]:
+                      model_classes: Callable[[], Dict[str, type]],
+                      library_classes: Optional[Callable[[], Dict[str, type]]] = None,
+                      ) -> Tuple[Dict[str, nn.Module], Dict[str, float]]:
     """({part: module}, seconds of each step) for a diffusers folder: every part's tensors read onto
     the device (read_part), then `model_classes()` (the model code, imported only now), then each part
-    built around its tensors (assemble), or with from_pretrained where they are not the plain layout."""
+    built around its tensors (assemble), or with the library's from_pretrained where they are not the
+    plain layout (`library_classes()`'s, when `model_classes` are models/plain's)."""
     t0 = time.monotonic()
     states = {p: read_part(path / p, stem_of(p), device, dtypes[p]) for p in parts}
     t1 = time.monotonic()
@@ -88,8 +98,12 @@ def load_folder_parts(path: Path, parts: Sequence[str], device: torch.device, dt
     out = {}
     for p in parts:
         cls = classes[p]
-        built = None if states[p] is None else assemble(_from_config(p, cls, path / p), states[p], device)
+        plain = hasattr(cls, "from_folder_config")
+        build = (lambda c=cls, d=path / p: c.from_folder_config(d)) if plain else _from_config(p, cls, path / p)
+        built = None if states[p] is None else assemble(build, states[p], device, plain)
         states[p] = None  # each part's read tensors are its parameters now, or dropped
+        if built is None and library_classes is not None:
+            cls = library_classes()[p]
         out[p] = built or cls.from_pretrained(path, subfolder=p, torch_dtype=dtypes[p], local_files_only=True)
     if device.type == "cuda":
         torch.cuda.synchronize(device)

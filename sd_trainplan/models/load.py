@@ -32,15 +32,19 @@ def load_model(model: str, device, dtype=torch.float32, seed: int = 0, config=No
 
 
 def random_model(arch: str, device, dtype, seed: int = 0, masters=()):
-    """An SD1.x/SD2.x-size diffusers model with random weights, built on the device, each part in the
-    dtype it trains in: speed and memory do not depend on the values, so benchmarks need no checkpoint."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
+    """An SD1.x/SD2.x-size model with random weights (models/plain's modules, as a folder of those
+    architectures loads), built on the device, each part in the dtype it trains in: speed and memory
+    do not depend on the values, so benchmarks need no checkpoint. `save_folder` writes it as a
+    diffusers folder that diffusers and transformers load too."""
     from .clip_vocab import clip_tokenizer
     from .diffusers_adapter import DiffusersAdapter
+    from .plain.clip_text import CLIPTextModel
+    from .plain.parts import with_class_names
+    from .plain.unet import UNet2DConditionModel
+    from .plain.vae import AutoencoderKL
     from .single_file import ARCHS, SCHEDULER
     unet_cfg, vae_cfg, text_cfg, _, base = ARCHS[arch]
+    unet_cfg, vae_cfg, text_cfg = with_class_names(unet_cfg, vae_cfg, text_cfg)
     torch.manual_seed(seed)
     old = torch.get_default_dtype()
 
@@ -50,9 +54,9 @@ def random_model(arch: str, device, dtype, seed: int = 0, masters=()):
         with torch.device(device):
             return make()
     try:
-        unet = build("unet", lambda: UNet2DConditionModel(**unet_cfg))
-        vae = build("vae", lambda: AutoencoderKL(**vae_cfg))
-        text = build("text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**text_cfg)))
+        unet = build("unet", lambda: UNet2DConditionModel(unet_cfg))
+        vae = build("vae", lambda: AutoencoderKL(vae_cfg))
+        text = build("text_encoder", lambda: CLIPTextModel(text_cfg))
     finally:
         torch.set_default_dtype(old)
     return DiffusersAdapter(unet, vae, text, clip_tokenizer(), SCHEDULER, device, dtype, f"random {arch}",

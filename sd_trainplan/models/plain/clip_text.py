@@ -1,0 +1,111 @@
+"""SD's CLIP text encoder (transformers' CLIPTextModel: SD1's CLIP ViT-L/14 text tower, SD2's OpenCLIP-H
+as transformers stores it): `model(ids)[0]` is the last hidden state after the final LayerNorm, under
+transformers' module names (text_model.embeddings.token_embedding, ..., text_model.final_layer_norm),
+so Textual Inversion's splice (token_splice.py) and the text LoRA targets find the same modules.
+
+Attention is causal through scaled_dot_product_attention's own `is_causal` instead of an additive
+mask of the dtype's lowest value: the same softmax weights (exactly zero above the diagonal), and
+the fused kernels may run.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import Config, Saved
+
+ACTIVATIONS = {"quick_gelu": lambda x: x * torch.sigmoid(1.702 * x), "gelu": F.gelu}
+
+
+def unsupported(config: dict) -> Optional[str]:
+    arch = config.get("architectures") or ["CLIPTextModel"]
+    if arch != ["CLIPTextModel"] or config.get("model_type", "clip_text_model") != "clip_text_model":
+        return f"a {arch[0]}"
+    if config.get("hidden_act", "quick_gelu") not in ACTIVATIONS:
+        return f"hidden_act = {config['hidden_act']!r}"
+    return None
+
+
+class CLIPAttention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.k_proj, self.v_proj, self.q_proj, self.out_proj = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = (p(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class CLIPMLP(nn.Module):
+    def __init__(self, dim: int, inner: int, act: str):
+        super().__init__()
+        self.act = ACTIVATIONS[act]
+        self.fc1 = nn.Linear(dim, inner)
+        self.fc2 = nn.Linear(inner, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class CLIPEncoderLayer(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        dim, eps = c["hidden_size"], c.get("layer_norm_eps", 1e-5)
+        self.self_attn = CLIPAttention(dim, c["num_attention_heads"])
+        self.layer_norm1 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = CLIPMLP(dim, c["intermediate_size"], c.get("hidden_act", "quick_gelu"))
+        self.layer_norm2 = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.layer_norm1(x))
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class CLIPTextEmbeddings(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.token_embedding = nn.Embedding(c["vocab_size"], c["hidden_size"])
+        self.position_embedding = nn.Embedding(c.get("max_position_embeddings", 77), c["hidden_size"])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(ids.shape[-1], device=ids.device)  # (transformers keeps them as a buffer)
+        return self.token_embedding(ids) + self.position_embedding(positions)[None]
+
+
+class CLIPEncoder(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.layers = nn.ModuleList([CLIPEncoderLayer(c) for _ in range(c["num_hidden_layers"])])
+
+
+class CLIPTextTransformer(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.embeddings = CLIPTextEmbeddings(c)
+        self.encoder = CLIPEncoder(c)
+        self.final_layer_norm = nn.LayerNorm(c["hidden_size"], eps=c.get("layer_norm_eps", 1e-5))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embeddings(ids)
+        for layer in self.encoder.layers:
+            x = layer(x)
+        return self.final_layer_norm(x)
+
+
+class CLIPTextModel(Saved, nn.Module):
+    weights_file = "model.safetensors"  # transformers' name
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = Config(config)
+        self.text_model = CLIPTextTransformer(self.config)
+
+    def forward(self, input_ids: torch.Tensor):
+        return (self.text_model(input_ids),)  # [0]: the last hidden state, as transformers' output indexes

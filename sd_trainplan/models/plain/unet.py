@@ -1,0 +1,242 @@
+"""SD1.x/SD2.x's UNet (diffusers' UNet2DConditionModel with the configs those models use).
+
+SD1's configs say `attention_head_dim: 8` and mean 8 heads (a name diffusers kept for old configs):
+the heads per block are that number, and a head's width is the block's channels divided by it. SD2
+gives one count per block ([5, 10, 20, 20]: 64 channels a head) and projects in and out of the
+transformer with Linear layers instead of 1x1 convolutions (`use_linear_projection`).
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import Attention, Checkpointed, Config, Downsample2D, ResnetBlock2D, Sample, Saved, Upsample2D
+
+DOWN = ("CrossAttnDownBlock2D", "DownBlock2D")
+UP = ("CrossAttnUpBlock2D", "UpBlock2D")
+# Every other key of a config must be absent or have the value SD's configs have (its default here):
+# anything else (class or addition embeddings, other time embeddings, other block kinds...) is
+# diffusers' to load.
+SD_VALUES = {
+    "act_fn": "silu", "center_input_sample": False, "flip_sin_to_cos": True, "freq_shift": 0,
+    "mid_block_type": "UNetMidBlock2DCrossAttn", "only_cross_attention": False, "dual_cross_attention": False,
+    "transformer_layers_per_block": 1, "reverse_transformer_layers_per_block": None, "encoder_hid_dim": None,
+    "encoder_hid_dim_type": None, "num_attention_heads": None, "class_embed_type": None,
+    "addition_embed_type": None, "addition_time_embed_dim": None, "num_class_embeds": None,
+    "resnet_time_scale_shift": "default", "resnet_skip_time_act": False, "resnet_out_scale_factor": 1.0,
+    "time_embedding_type": "positional", "time_embedding_dim": None, "time_embedding_act_fn": None,
+    "timestep_post_act": None, "time_cond_proj_dim": None, "conv_in_kernel": 3, "conv_out_kernel": 3,
+    "projection_class_embeddings_input_dim": None, "attention_type": "default", "class_embeddings_concat": False,
+    "mid_block_only_cross_attention": None, "cross_attention_norm": None, "mid_block_scale_factor": 1,
+    "downsample_padding": 1, "dropout": 0.0,
+}
+
+
+def unsupported(config: dict) -> Optional[str]:
+    """Why this UNet config is not one of SD1/SD2's (None when it is)."""
+    if config.get("_class_name", "UNet2DConditionModel") != "UNet2DConditionModel":
+        return f"a {config['_class_name']}"
+    for key, value in SD_VALUES.items():
+        if key in config and config[key] != value and not (key == "mid_block_type" and config[key] is None):
+            return f"{key} = {config[key]!r}"
+    kinds = set(config.get("down_block_types", ())) | set(config.get("up_block_types", ()))
+    if not kinds or not kinds <= set(DOWN + UP):
+        return f"blocks {sorted(kinds - set(DOWN + UP))}"
+    return None
+
+
+def per_block(value, n: int) -> List:
+    return list(value) if isinstance(value, (list, tuple)) else [value] * n
+
+
+class BasicTransformerBlock(Checkpointed):
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn1 = Attention(dim, heads, head_dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.attn2 = Attention(dim, heads, head_dim, context_dim)
+        self.norm3 = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = self.attn1(self.norm1(x)) + x
+        x = self.attn2(self.norm2(x), context) + x
+        return self.ff(self.norm3(x)) + x
+
+
+class GEGLU(nn.Module):
+    def __init__(self, dim: int, inner: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, inner * 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, gate = self.proj(x).chunk(2, dim=-1)
+        return h * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, mult: int = 4):
+        super().__init__()
+        self.net = nn.ModuleList([GEGLU(dim, dim * mult), nn.Identity(), nn.Linear(dim * mult, dim)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net[2](self.net[0](x))
+
+
+class Transformer2DModel(nn.Module):
+    """GroupNorm, project in, transformer blocks over the H*W positions, project out, residual."""
+
+    def __init__(self, ch: int, heads: int, context_dim: int, groups: int, linear: bool):
+        super().__init__()
+        self.linear = linear
+        self.norm = nn.GroupNorm(groups, ch, eps=1e-6)
+        self.proj_in = nn.Linear(ch, ch) if linear else nn.Conv2d(ch, ch, 1)
+        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(ch, heads, ch // heads, context_dim)])
+        self.proj_out = nn.Linear(ch, ch) if linear else nn.Conv2d(ch, ch, 1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        seq = self.norm(x)
+        if not self.linear:
+            seq = self.proj_in(seq)
+        seq = seq.permute(0, 2, 3, 1).reshape(b, h * w, c)
+        if self.linear:
+            seq = self.proj_in(seq)
+        for block in self.transformer_blocks:
+            seq = block(seq, context)
+        if self.linear:
+            seq = self.proj_out(seq)
+        seq = seq.reshape(b, h, w, c).permute(0, 3, 1, 2)  # channels-last strides: what the conv reads best
+        return (seq if self.linear else self.proj_out(seq)) + x
+
+
+class Block(nn.Module):
+    """One down or up block: resnets (each followed by a transformer in a cross-attention block),
+    then a down- or upsampler."""
+
+    def __init__(self, kind: str, ins: Sequence[int], out: int, temb: int, heads: int, context_dim: int,
+                 groups: int, eps: float, linear: bool, sampler: Optional[str], down_padding: int = 1):
+        super().__init__()
+        # (registered in diffusers' order, attentions first: parameters() lists them in that order, and
+        # so does a checkpoint's optimizer state)
+        if kind.startswith("CrossAttn"):
+            self.attentions = nn.ModuleList([Transformer2DModel(out, heads, context_dim, groups, linear) for _ in ins])
+        else:
+            self.attentions = None
+        self.resnets = nn.ModuleList([ResnetBlock2D(i, out, temb, groups, eps) for i in ins])
+        if sampler == "down":
+            self.downsamplers = nn.ModuleList([Downsample2D(out, down_padding)])
+        elif sampler == "up":
+            self.upsamplers = nn.ModuleList([Upsample2D(out)])
+
+    def forward(self, x, temb, context, skips=None, size=None):
+        """Down: (x, the outputs the up path takes). Up: pops its skips from `skips` (the last first)."""
+        kept = []
+        for i, resnet in enumerate(self.resnets):
+            if skips is not None:
+                x = torch.cat([x, skips.pop()], dim=1)
+            x = resnet(x, temb)
+            if self.attentions is not None:
+                x = self.attentions[i](x, context)
+            kept.append(x)
+        if hasattr(self, "downsamplers"):
+            x = self.downsamplers[0](x)
+            kept.append(x)
+        if hasattr(self, "upsamplers"):
+            x = self.upsamplers[0](x, size)
+        return x, kept
+
+
+class MidBlock(nn.Module):
+    def __init__(self, ch: int, temb: int, heads: int, context_dim: int, groups: int, eps: float, linear: bool):
+        super().__init__()
+        self.attentions = nn.ModuleList([Transformer2DModel(ch, heads, context_dim, groups, linear)])
+        self.resnets = nn.ModuleList([ResnetBlock2D(ch, ch, temb, groups, eps) for _ in range(2)])
+
+    def forward(self, x, temb, context):
+        x = self.resnets[0](x, temb)
+        return self.resnets[1](self.attentions[0](x, context), temb)
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, ch: int, dim: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(ch, dim)
+        self.linear_2 = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+def timestep_features(t: torch.Tensor, ch: int) -> torch.Tensor:
+    """Sinusoidal features of the timesteps, cosines first (flip_sin_to_cos, shift 0)."""
+    half = ch // 2
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    angles = t[:, None].float() * freqs[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+class UNet2DConditionModel(Saved, nn.Module):
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = c = Config(config)
+        blocks = list(c["block_out_channels"])
+        n = len(blocks)
+        groups, eps = c.get("norm_num_groups", 32), c.get("norm_eps", 1e-5)
+        heads = per_block(c.get("attention_head_dim", 8), n)
+        contexts = per_block(c.get("cross_attention_dim", 1280), n)
+        layers = per_block(c.get("layers_per_block", 2), n)
+        linear = bool(c.get("use_linear_projection", False))
+        temb = blocks[0] * 4
+        self.conv_in = nn.Conv2d(c.get("in_channels", 4), blocks[0], 3, padding=1)
+        self.time_embedding = TimestepEmbedding(blocks[0], temb)
+        self.down_blocks = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()  # (before the mid block, as diffusers registers them)
+        for i, kind in enumerate(c["down_block_types"]):
+            ins = [blocks[max(i - 1, 0)]] + [blocks[i]] * (layers[i] - 1)
+            self.down_blocks.append(Block(kind, ins, blocks[i], temb, heads[i], contexts[i], groups, eps, linear,
+                                          "down" if i < n - 1 else None, c.get("downsample_padding", 1)))
+        self.mid_block = MidBlock(blocks[-1], temb, heads[-1], contexts[-1], groups, eps, linear)
+        rev, rheads, rcontexts, rlayers = blocks[::-1], heads[::-1], contexts[::-1], layers[::-1]
+        for i, kind in enumerate(c["up_block_types"]):
+            prev, out, skip_in = rev[max(i - 1, 0)], rev[i], rev[min(i + 1, n - 1)]
+            k = rlayers[i] + 1
+            ins = [(prev if j == 0 else out) + (skip_in if j == k - 1 else out) for j in range(k)]
+            self.up_blocks.append(Block(kind, ins, out, temb, rheads[i], rcontexts[i], groups, eps, linear,
+                                        "up" if i < n - 1 else None))
+        self.conv_norm_out = nn.GroupNorm(groups, blocks[0], eps=eps)
+        self.conv_out = nn.Conv2d(blocks[0], c.get("out_channels", 4), 3, padding=1)
+
+    def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor) -> Sample:
+        t = torch.as_tensor(timestep, device=sample.device)
+        t = t.reshape(-1).expand(sample.shape[0])
+        temb = self.time_embedding(timestep_features(t, self.conv_in.out_channels).to(sample.dtype))
+        x = self.conv_in(sample)
+        skips = [x]
+        for block in self.down_blocks:
+            x, kept = block(x, temb, encoder_hidden_states)
+            skips += kept
+        x = self.mid_block(x, temb, encoder_hidden_states)
+        factor = 2 ** (len(self.up_blocks) - 1)  # sizes that do not halve evenly: upsample to the skip's size
+        uneven = any(s % factor for s in sample.shape[-2:])
+        for i, block in enumerate(self.up_blocks):
+            n = len(block.resnets)
+            size = skips[-n - 1].shape[2:] if uneven and i < len(self.up_blocks) - 1 else None
+            x, _ = block(x, temb, encoder_hidden_states, skips, size)
+        return Sample(self.conv_out(F.silu(self.conv_norm_out(x))))
+
+    def set_gradient_checkpointing(self, on: bool) -> None:
+        for m in self.modules():
+            if isinstance(m, Checkpointed):
+                m.checkpointed = on
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.set_gradient_checkpointing(True)
+
+    def disable_gradient_checkpointing(self) -> None:
+        self.set_gradient_checkpointing(False)

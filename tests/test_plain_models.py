@@ -1,0 +1,145 @@
+"""models/plain: SD1/SD2's UNet, VAE and CLIP text encoder in plain torch compute what diffusers'
+and transformers' models compute from the same folder, and a run on such a folder imports neither
+library's model code nor torch._dynamo (issue 16: those imports were 5-7 s of a run's start)."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sd_trainplan.models.diffusers_adapter import load_diffusers
+
+# SD1's and SD2's block structure (4 blocks, 2 layers, 3 cross-attention blocks, SD2's per-block
+# head counts and linear projections, its gelu text encoder) at widths a CPU runs in seconds
+SD1_LIKE = dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(32, 64, 64, 64),
+                down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=48,
+                attention_head_dim=8, norm_num_groups=32)
+SD2_LIKE = dict(SD1_LIKE, attention_head_dim=(2, 4, 4, 4), use_linear_projection=True, upcast_attention=True)
+VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32, 64, 64),
+           down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+           layers_per_block=2, norm_num_groups=32, sample_size=64, scaling_factor=0.18215)
+TEXT = dict(vocab_size=49408, hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+            max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=48)
+
+
+def library_folder(root, unet_cfg, text_act="quick_gelu", seed=0):
+    """A diffusers folder written by diffusers and transformers themselves, random weights."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from sd_trainplan.models.clip_vocab import clip_tokenizer
+    from sd_trainplan.models.diffusers_adapter import DiffusersAdapter
+    from sd_trainplan.models.tiny_diffusers import SCHEDULER
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**unet_cfg)
+    for p in unet.parameters():  # diffusers zero-inits some outputs: random everywhere, so every path counts
+        torch.nn.init.normal_(p, std=0.05)
+    text = CLIPTextModel(CLIPTextConfig(**dict(TEXT, hidden_act=text_act)))
+    return DiffusersAdapter(unet, AutoencoderKL(**VAE), text, clip_tokenizer(), SCHEDULER).save_folder(root)
+
+
+@pytest.fixture(scope="module", params=["sd1", "sd2"])
+def pair(request, tmp_path_factory):
+    cfg, act = (SD1_LIKE, "quick_gelu") if request.param == "sd1" else (SD2_LIKE, "gelu")
+    cfg = dict(cfg, cross_attention_dim=TEXT["hidden_size"])
+    folder = library_folder(tmp_path_factory.mktemp(request.param) / "model", cfg, act)
+    return load_diffusers(str(folder)), load_diffusers(str(folder), plain=False)
+
+
+def close(a, b, tol=2e-5):
+    assert a.shape == b.shape
+    err = ((a - b).abs().max() / b.abs().max().clamp_min(1e-6)).item()
+    assert err < tol, err
+
+
+def test_the_plain_models_are_loaded_and_hold_the_same_tensors(pair):
+    plain, lib = pair
+    assert "plain torch UNet" in plain.describe() and "diffusers UNet" in lib.describe()
+    assert type(plain.unet()).__module__.startswith("sd_trainplan.models.plain")
+    for a, b in ((plain.unet(), lib.unet()), (plain.vae(), lib.vae()), (plain.text_encoder(), lib.text_encoder())):
+        sa, sb = a.state_dict(), b.state_dict()
+        sb.pop("text_model.embeddings.position_ids", None)  # transformers' buffer, not in the file
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+        # in the same order: a checkpoint's optimizer state is stored by parameter position
+        assert [n for n, _ in a.named_parameters()] == [n for n, _ in b.named_parameters()]
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (9, 12)])  # (9, 12): sizes that do not halve evenly
+def test_unet_predicts_what_diffusers_predicts(pair, hw):
+    plain, lib = pair
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 4, *hw, generator=g)
+    t = torch.tensor([10, 900])
+    cond = torch.randn(2, 77, TEXT["hidden_size"], generator=g)
+    close(plain.predict(x, t, cond), lib.predict(x, t, cond))
+
+
+def test_unet_gradients_match_with_and_without_checkpointing(pair):
+    plain, lib = pair
+    g = torch.Generator().manual_seed(2)
+    x, cond = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 77, TEXT["hidden_size"], generator=g)
+    grads = []
+    for adapter, ckpt in ((lib, False), (plain, False), (plain, True)):
+        unet = adapter.unet()
+        unet.requires_grad_(True)
+        adapter.set_gradient_checkpointing(ckpt)
+        adapter.predict(x, torch.tensor([500]), cond).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in unet.parameters()]))
+        unet.zero_grad(set_to_none=True)
+        adapter.set_gradient_checkpointing(False)
+        unet.requires_grad_(False).eval()
+    close(grads[1], grads[0], 1e-4)
+    assert torch.equal(grads[2], grads[1])  # recomputation gives the very same gradients
+
+
+def test_vae_and_text_encoder_match_the_libraries(pair):
+    plain, lib = pair
+    g = torch.Generator().manual_seed(3)
+    pixels = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    for a, b in zip(plain.encode_images(pixels), lib.encode_images(pixels)):
+        close(a, b)
+    z = torch.randn(1, 4, 8, 8, generator=g)
+    close(plain.decode_latents(z), lib.decode_latents(z))
+    prompts = ["a photo of a dog", "a red cube on a table, studio light"]
+    close(plain.encode_prompts(prompts), lib.encode_prompts(prompts))
+
+
+def test_a_folder_saved_from_the_plain_models_loads_in_the_libraries(pair, tmp_path):
+    plain, _ = pair
+    folder = plain.save_folder(tmp_path / "again")
+    back = load_diffusers(str(folder), plain=False)
+    assert "diffusers UNet" in back.describe()
+    for a, b in ((plain.unet(), back.unet()), (plain.vae(), back.vae())):
+        assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_a_config_the_plain_models_do_not_cover_loads_with_diffusers(tmp_path):
+    import json
+    folder = library_folder(tmp_path / "m", dict(SD1_LIKE, cross_attention_dim=TEXT["hidden_size"]))
+    cfg = json.loads((folder / "unet" / "config.json").read_text())
+    (folder / "unet" / "config.json").write_text(json.dumps(dict(cfg, center_input_sample=True)))
+    from sd_trainplan.models.plain.parts import unsupported_folder
+    assert unsupported_folder(folder) == "unet: center_input_sample = True"
+    assert "diffusers UNet" in load_diffusers(str(folder)).describe()
+
+
+def test_a_run_on_a_folder_imports_no_library_model_code_nor_dynamo(tiny_folder_plain, shapes_dir, tmp_path):
+    code = ("import sys\n"
+            "from sd_trainplan.cli import main\n"
+            f"sys.argv = ['sd_trainplan', 'train', '--method', 'lora', '--model', {str(tiny_folder_plain)!r},"
+            f" '--data', {str(shapes_dir)!r}, '--output', {str(tmp_path)!r}, '--steps', '2', '--resolution', '64',"
+            " '--batch-size', '2']\n"
+            "rc = main()\n"
+            "print('IMPORTED', sorted(m for m in ('diffusers', 'torch._dynamo', 'transformers.models.clip.modeling_clip')"
+            " if m in sys.modules), rc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert "IMPORTED [] 0" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "plain torch UNet" in out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_folder_plain(tmp_path_factory):
+    from sd_trainplan.models.tiny_diffusers import save_tiny_folder
+    return save_tiny_folder(tmp_path_factory.mktemp("tiny") / "model", seed=5)
