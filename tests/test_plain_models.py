@@ -125,11 +125,49 @@ def test_a_config_the_plain_models_do_not_cover_loads_with_diffusers(tmp_path):
     assert "diffusers UNet" in load_diffusers(str(folder)).describe()
 
 
-def test_a_run_on_a_folder_imports_no_library_model_code_nor_dynamo(tiny_folder_plain, shapes_dir, tmp_path):
+def single_file(adapter, path):
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in adapter.checkpoint_state().items()}, str(path))
+    return path
+
+
+def test_an_sd1_single_file_loads_into_the_plain_models_as_diffusers_loads_it(tmp_path):
+    folder = library_folder(tmp_path / "m", dict(SD1_LIKE, cross_attention_dim=TEXT["hidden_size"]))
+    path = single_file(load_diffusers(str(folder), plain=False), tmp_path / "model.safetensors")
+    plain = load_diffusers(str(path), config=str(folder))
+    lib = load_diffusers(str(path), config=str(folder), plain=False)
+    assert "plain torch UNet" in plain.describe() and "diffusers UNet" in lib.describe()
+    for a, b in ((plain.unet(), lib.unet()), (plain.vae(), lib.vae()), (plain.text_encoder(), lib.text_encoder())):
+        sb = b.state_dict()
+        assert all(torch.equal(v, sb[k]) for k, v in a.state_dict().items())
+    g = torch.Generator().manual_seed(4)
+    x, cond = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 77, TEXT["hidden_size"], generator=g)
+    close(plain.predict(x, torch.tensor([250]), cond), lib.predict(x, torch.tensor([250]), cond))
+    assert plain.scheduler_config["prediction_type"] == lib.scheduler_config["prediction_type"] == "epsilon"
+
+
+def test_a_single_file_missing_a_tensor_loads_with_diffusers_instead(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from sd_trainplan.models.plain.single_file import load_single_file_parts
+    folder = library_folder(tmp_path / "m", dict(SD1_LIKE, cross_attention_dim=TEXT["hidden_size"]))
+    path = single_file(load_diffusers(str(folder), plain=False), tmp_path / "model.safetensors")
+    state = load_file(str(path))
+    del state["first_stage_model.quant_conv.bias"]
+    save_file(state, str(path))
+    assert load_single_file_parts(path, folder, torch.device("cpu"), dict.fromkeys(("unet", "vae", "text_encoder"),
+                                                                                   torch.float32)) is None
+
+
+@pytest.mark.parametrize("kind", ["folder", "single file"])
+def test_a_run_imports_no_library_model_code_nor_dynamo(tiny_folder_plain, shapes_dir, tmp_path, kind):
+    model = tiny_folder_plain
+    if kind == "single file":  # (the tiny model's architecture is detected and its shipped configs used)
+        model = single_file(load_diffusers(str(tiny_folder_plain)), tmp_path / "tiny.safetensors")
     code = ("import sys\n"
             "from sd_trainplan.cli import main\n"
-            f"sys.argv = ['sd_trainplan', 'train', '--method', 'lora', '--model', {str(tiny_folder_plain)!r},"
-            f" '--data', {str(shapes_dir)!r}, '--output', {str(tmp_path)!r}, '--steps', '2', '--resolution', '64',"
+            f"sys.argv = ['sd_trainplan', 'train', '--method', 'lora', '--model', {str(model)!r},"
+            f" '--data', {str(shapes_dir)!r}, '--output', {str(tmp_path / 'out')!r}, '--steps', '2', '--resolution', '64',"
             " '--batch-size', '2']\n"
             "rc = main()\n"
             "print('IMPORTED', sorted(m for m in ('diffusers', 'torch._dynamo', 'transformers.models.clip.modeling_clip')"

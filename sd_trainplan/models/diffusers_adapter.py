@@ -212,7 +212,7 @@ def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
         if is_sdxl_folder(path):
             return load_sdxl_folder(path, device, dtype, masters)
         return _load_folder(path, device, dtype, masters, plain)
-    return _load_single_file(path, device, dtype, config, masters)
+    return _load_single_file(path, device, dtype, config, masters, plain)
 
 
 def _load_folder(path: Path, device, dtype, masters=(), plain: bool = True) -> DiffusersAdapter:
@@ -250,25 +250,42 @@ def _sd_classes() -> Dict[str, type]:
     return {"unet": UNet2DConditionModel, "vae": AutoencoderKL, "text_encoder": CLIPTextModel}
 
 
-def _load_single_file(path: Path, device, dtype, config: Optional[str], masters=()) -> DiffusersAdapter:
+def _load_single_file(path: Path, device, dtype, config: Optional[str], masters=(), plain: bool = True
+                      ) -> DiffusersAdapter:
     """A .safetensors/.ckpt file: configs from `config` (a diffusers folder) or, by default, the ones we
-    ship for the architecture detected in the file (SD1.x, SD2.x eps/v, tiny)."""
-    from diffusers import StableDiffusionPipeline
+    ship for the architecture detected in the file (SD1.x, SD2.x eps/v, tiny). An SD1.x .safetensors
+    goes straight into models/plain's modules (plain/single_file.py); the rest through diffusers'
+    from_single_file."""
+    import json
 
     from .single_file import config_for, predicts_v
     arch, base = "given", None
+    device = torch.device(device)
     try:
         if config is None:
             arch, folder, base = config_for(path)
             config = str(folder)
-        pipe = StableDiffusionPipeline.from_single_file(str(path), config=config, local_files_only=True,
-                                                        safety_checker=None, requires_safety_checker=False)
+        parts = None
+        if plain:
+            from .plain.single_file import load_single_file_parts
+            dtypes = {p: torch.float32 if p in masters else dtype for p in ("unet", "vae", "text_encoder")}
+            parts = load_single_file_parts(path, Path(config), device, dtypes)
+        if parts is not None:
+            from transformers import CLIPTokenizer
+            unet, vae, text = parts["unet"], parts["vae"], parts["text_encoder"]
+            tokenizer = CLIPTokenizer.from_pretrained(config, subfolder="tokenizer", local_files_only=True)
+            sched = json.loads((Path(config) / "scheduler" / "scheduler_config.json").read_text())
+        else:
+            from diffusers import StableDiffusionPipeline
+            pipe = StableDiffusionPipeline.from_single_file(str(path), config=config, local_files_only=True,
+                                                            safety_checker=None, requires_safety_checker=False)
+            unet, vae, text, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
+            sched = dict(pipe.scheduler.config)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelLoadError(f"model: cannot load {path}: {e}") from None
-    sched = dict(pipe.scheduler.config)
-    if arch == "sd2" and predicts_v(pipe.unet, pipe.unet.config.cross_attention_dim):
+    if arch == "sd2" and predicts_v(unet, unet.config.cross_attention_dim):
         sched["prediction_type"], base = "v_prediction", 768
-    adapter = DiffusersAdapter(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, sched, device, dtype,
+    adapter = DiffusersAdapter(unet, vae, text, tokenizer, sched, device, dtype,
                                f"{path} ({arch})", base_resolution=base, masters=masters)
     adapter.stored_dtypes = single_file_dtypes(path)
     return adapter
