@@ -49,28 +49,27 @@ def saved(opt):  # through bytes, as a checkpoint file holds it
     return torch.load(buf, weights_only=False)
 
 
+def resumed_alike(make, old, old_p, seed, steps):
+    """A new optimizer from `make` resumes `old`'s checkpoint (weights and state) and then makes the
+    same updates as `old` going on."""
+    new_p = params()
+    with torch.no_grad():
+        for a, b in zip(new_p, old_p):
+            a.copy_(b)
+    new = make(groups(new_p))
+    new.load_state_dict(saved(old))
+    run(new, new_p, steps, seed=seed)
+    run(old, old_p, steps, seed=seed)
+    assert all(torch.equal(a, b) for a, b in zip(new_p, old_p))
+    return new, new_p
+
+
 def test_checkpoints_resume_across_torchs_adamw_and_ours():
-    ref_p, ours_p, cont_p = params(), params(), params()
+    ref_p = params()
     ref = torch.optim.AdamW(groups(ref_p), foreach=True)
     run(ref, ref_p, 5)
-    ours = AdamW(groups(ours_p))  # an old checkpoint (torch's AdamW) resumes with ours
-    with torch.no_grad():
-        for a, b in zip(ours_p, ref_p):
-            a.copy_(b)
-    ours.load_state_dict(saved(ref))
-    run(ours, ours_p, 4, seed=2)
-    run(ref, ref_p, 4, seed=2)
-    for a, b in zip(ours_p, ref_p):
-        assert torch.equal(a, b)
-    back = torch.optim.AdamW(groups(cont_p), foreach=True)  # and ours loads into torch's
-    with torch.no_grad():
-        for a, b in zip(cont_p, ours_p):
-            a.copy_(b)
-    back.load_state_dict(saved(ours))
-    run(back, cont_p, 3, seed=3)
-    run(ours, ours_p, 3, seed=3)
-    for a, b in zip(cont_p, ours_p):
-        assert torch.equal(a, b)
+    ours, ours_p = resumed_alike(AdamW, ref, ref_p, seed=2, steps=4)  # an old checkpoint (torch's) with ours
+    resumed_alike(lambda g: torch.optim.AdamW(g, foreach=True), ours, ours_p, seed=3, steps=3)  # and back
 
 
 def test_a_checkpoint_of_other_parameters_is_refused():
