@@ -24,13 +24,28 @@ def final_state(run_dir):
     return torch.load(latest_checkpoint(run_dir)[1], weights_only=False)["trainable"]
 
 
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    from sd_trainplan.models.tiny_diffusers import save_tiny_folder
+    return save_tiny_folder(tmp_path_factory.mktemp("tiny") / "model", seed=7)
+
+
+def tiny(kind, folder, device="cpu"):
+    """The built-in tiny model in diffusers' classes, or the same architecture as a folder, which loads
+    into models/plain's (what a user's SD1/SD2 model runs on)."""
+    adapter = load_diffusers("tiny" if kind == "diffusers" else str(folder), device=device)
+    assert ("plain torch UNet" in adapter.describe()) == (kind == "plain")
+    return adapter
+
+
+@pytest.mark.parametrize("kind", ["diffusers", "plain"])
 @pytest.mark.parametrize("method", ["lora", "ti", "dreambooth"])
-def test_fast_path_code_matches_eager_on_cpu(shapes_dir, tmp_path, method):
+def test_fast_path_code_matches_eager_on_cpu(shapes_dir, tmp_path, method, kind, tiny_folder):
     cfg = TrainConfig(method=method, data=str(shapes_dir), output=str(tmp_path), resolution=64, steps=6, batch_size=2,
                       grad_accum=2, lr=2e-3, flip=0.5, log_every=1, token="zwx", scheduler="cosine", warmup=2,
                       noise_scale=False)
-    eager = train(cfg.replace(cuda_graphs=False), adapter=load_diffusers("tiny"))
-    fast = train(cfg, adapter=load_diffusers("tiny"), graph_capture=False)
+    eager = train(cfg.replace(cuda_graphs=False), adapter=tiny(kind, tiny_folder))
+    fast = train(cfg, adapter=tiny(kind, tiny_folder), graph_capture=False)
     assert losses(fast.run_dir) == pytest.approx(losses(eager.run_dir), rel=1e-6)
     a, b = final_state(eager.run_dir), final_state(fast.run_dir)
     for k in a:
@@ -48,15 +63,16 @@ def test_bf16_compute_matches_fp32_within_bf16_tolerance(shapes_dir, tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("kind", ["diffusers", "plain"])
 @pytest.mark.parametrize("method", ["dreambooth", "lora", "ti"])
-def test_cuda_graphs_match_eager_after_10_updates(shapes_dir, tmp_path, method):
+def test_cuda_graphs_match_eager_after_10_updates(shapes_dir, tmp_path, method, kind, tiny_folder):
     cfg = TrainConfig(method=method, data=str(shapes_dir), output=str(tmp_path), resolution=64, steps=10,
                       batch_size=2, grad_accum=2, lr=1e-3, log_every=1, token="zwx", device="cuda", noise_scale=False,
                       val_every=5, sample_every=10)  # validation and samples run outside autocast
     events = []
-    graphed = train(cfg, adapter=load_diffusers("tiny", device="cuda"), sinks=[events.append])
+    graphed = train(cfg, adapter=tiny(kind, tiny_folder, "cuda"), sinks=[events.append])
     assert not any("CUDA graphs off" in e.message for e in events)
-    eager = train(cfg.replace(cuda_graphs=False), adapter=load_diffusers("tiny", device="cuda"))
+    eager = train(cfg.replace(cuda_graphs=False), adapter=tiny(kind, tiny_folder, "cuda"))
     assert losses(graphed.run_dir) == pytest.approx(losses(eager.run_dir), rel=1e-3)
     a, b = final_state(eager.run_dir), final_state(graphed.run_dir)
     for k in a:
