@@ -8,7 +8,7 @@ normalisation, optimizer, the rest: profile_step.py's kinds), the top kernels, a
 wall time per update. `--eager` profiles the same run without CUDA graphs (a graph's replay shows
 its kernels only where the profiler can trace inside graphs).
 
-  python bench/profile_update.py --method ti --bs 4 [--eager] [--updates 40] [--window 20:30]
+  python bench/profile_update.py --method ti --bs 4 [--eager [--stacks]] [--updates 40] [--window 20:30]
       [--out FILE.json]
   python bench/profile_update.py --tiny ...   the tiny model on the CPU: checks the script only
 """
@@ -43,10 +43,11 @@ def images(folder: Path, size: int, n: int = 8) -> Path:
 class Window:
     """A sink that starts torch.profiler at update `first` and stops it at update `last`."""
 
-    def __init__(self, first: int, last: int, cuda: bool):
+    def __init__(self, first: int, last: int, cuda: bool, stacks: bool = False):
         from torch.profiler import ProfilerActivity, profile
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-        self.prof, self.first, self.last = profile(activities=acts), first, last
+        self.prof = profile(activities=acts, with_stack=stacks, record_shapes=stacks)
+        self.first, self.last, self.stacks = first, last, stacks
         self.t = {}
 
     def __call__(self, e) -> None:
@@ -68,10 +69,26 @@ class Window:
             us = ev.device_time if hasattr(ev, "device_time") else ev.cuda_time
             by_kind[kind_of(ev.name)] = by_kind.get(kind_of(ev.name), 0.0) + us / 1e3 / n
             top[ev.name[:400]] = top.get(ev.name[:400], 0.0) + us / 1e3 / n  # long enough to name a lambda's op
-        return {"updates": n, "wall_ms_per_update": round(1e3 * (self.t["to"] - self.t["from"]) / n, 2),
+        out = {"strided_ms_by_line": self.strided_by_line(n)} if self.stacks else {}
+        return {**out, "updates": n, "wall_ms_per_update": round(1e3 * (self.t["to"] - self.t["from"]) / n, 2),
                 "kernel_ms_per_update": round(sum(by_kind.values()), 2),
                 "ms_by_kind": {k: round(v, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
                 "top_kernels_ms": {k: round(v, 3) for k, v in sorted(top.items(), key=lambda kv: -kv[1])[:25]}}
+
+
+    def strided_by_line(self, n: int) -> dict:
+        """Time of the elementwise kernels PyTorch runs over non-contiguous tensors (its unvectorised
+        `elementwise_kernel<128, 4, ...>`), by the line of our code, or torch.nn's, that launched them:
+        where the layouts that cost them come from. Needs --eager (a graph's replay has no Python)."""
+        lines = {}
+        for ev in self.prof.events():
+            for k in getattr(ev, "kernels", []):
+                if "elementwise_kernel<128, 4" not in k.name:
+                    continue
+                frame = next((f for f in (ev.stack or []) if "sd_trainplan" in f or "torch/nn/modules" in f), "?")
+                key = f"{frame} {ev.name} {k.name.split('<')[-1][:60]}"
+                lines[key] = lines.get(key, 0.0) + k.duration / 1e3 / n  # (profiler_util.Kernel: µs)
+        return {k: round(v, 3) for k, v in sorted(lines.items(), key=lambda kv: -kv[1])[:30]}
 
 
 def main() -> None:
@@ -82,6 +99,7 @@ def main() -> None:
     ap.add_argument("--window", default="20:30", help="first:last update of the profiled window")
     ap.add_argument("--eager", action="store_true", help="no CUDA graphs")
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--stacks", action="store_true", help="with --eager: strided elementwise kernels' time by line")
     ap.add_argument("--out")
     args = ap.parse_args()
     first, last = (int(x) for x in args.window.split(":"))
@@ -93,7 +111,7 @@ def main() -> None:
                           resolution=res, batch_size=args.bs, steps=args.updates, log_every=1, token="sks",
                           init_word="dog", instance_prompt="a photo of [name] dog", cuda_graphs=not args.eager,
                           device="cuda" if cuda else "cpu", val_split=0, sample_every=0, val_every=0)
-        window = Window(first, last, cuda)
+        window = Window(first, last, cuda, args.stacks)
         events = []
         train(cfg, sinks=[window, events.append])
     report = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if cuda else "cpu",
