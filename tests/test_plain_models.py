@@ -181,3 +181,20 @@ def test_a_run_imports_no_library_model_code_nor_dynamo(tiny_folder_plain, shape
 def tiny_folder_plain(tmp_path_factory):
     from sd_trainplan.models.tiny_diffusers import save_tiny_folder
     return save_tiny_folder(tmp_path_factory.mktemp("tiny") / "model", seed=5)
+
+
+def test_keys_a_config_leaves_out_take_the_libraries_defaults(tmp_path):
+    import json
+    folder = library_folder(tmp_path / "m", dict(SD1_LIKE, cross_attention_dim=TEXT["hidden_size"]))
+    left_out = {"unet": ("in_channels", "out_channels", "norm_eps", "downsample_padding", "use_linear_projection"),
+                "vae": ("scaling_factor", "latent_channels", "in_channels"),
+                "text_encoder": ("layer_norm_eps", "max_position_embeddings", "hidden_act")}
+    for part, keys in left_out.items():
+        cfg = json.loads((folder / part / "config.json").read_text())
+        (folder / part / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k not in keys}))
+    plain, lib = load_diffusers(str(folder)), load_diffusers(str(folder), plain=False)
+    assert "plain torch UNet" in plain.describe() and plain.vae_scaling == lib.vae_scaling == 0.18215
+    g = torch.Generator().manual_seed(6)
+    x, cond = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 77, TEXT["hidden_size"], generator=g)
+    close(plain.predict(x, torch.tensor([100]), cond), lib.predict(x, torch.tensor([100]), cond))
+    close(plain.encode_prompts(["a dog"]), lib.encode_prompts(["a dog"]))

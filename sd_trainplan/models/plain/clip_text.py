@@ -17,6 +17,9 @@ from torch import nn
 
 from .blocks import Config, Saved
 
+# transformers' CLIPTextConfig defaults for the keys read here (a config.json may leave any of them out)
+DEFAULTS = {"vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
+            "num_attention_heads": 8, "max_position_embeddings": 77, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5}
 ACTIVATIONS = {"quick_gelu": lambda x: x * torch.sigmoid(1.702 * x), "gelu": F.gelu}
 
 
@@ -57,10 +60,10 @@ class CLIPMLP(nn.Module):
 class CLIPEncoderLayer(nn.Module):
     def __init__(self, c: Config):
         super().__init__()
-        dim, eps = c["hidden_size"], c.get("layer_norm_eps", 1e-5)
-        self.self_attn = CLIPAttention(dim, c["num_attention_heads"])
+        dim, eps = c.hidden_size, c.layer_norm_eps
+        self.self_attn = CLIPAttention(dim, c.num_attention_heads)
         self.layer_norm1 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = CLIPMLP(dim, c["intermediate_size"], c.get("hidden_act", "quick_gelu"))
+        self.mlp = CLIPMLP(dim, c.intermediate_size, c.hidden_act)
         self.layer_norm2 = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,8 +74,8 @@ class CLIPEncoderLayer(nn.Module):
 class CLIPTextEmbeddings(nn.Module):
     def __init__(self, c: Config):
         super().__init__()
-        self.token_embedding = nn.Embedding(c["vocab_size"], c["hidden_size"])
-        self.position_embedding = nn.Embedding(c.get("max_position_embeddings", 77), c["hidden_size"])
+        self.token_embedding = nn.Embedding(c.vocab_size, c.hidden_size)
+        self.position_embedding = nn.Embedding(c.max_position_embeddings, c.hidden_size)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(ids.shape[-1], device=ids.device)  # (transformers keeps them as a buffer)
@@ -82,7 +85,7 @@ class CLIPTextEmbeddings(nn.Module):
 class CLIPEncoder(nn.Module):
     def __init__(self, c: Config):
         super().__init__()
-        self.layers = nn.ModuleList([CLIPEncoderLayer(c) for _ in range(c["num_hidden_layers"])])
+        self.layers = nn.ModuleList([CLIPEncoderLayer(c) for _ in range(c.num_hidden_layers)])
 
 
 class CLIPTextTransformer(nn.Module):
@@ -90,7 +93,7 @@ class CLIPTextTransformer(nn.Module):
         super().__init__()
         self.embeddings = CLIPTextEmbeddings(c)
         self.encoder = CLIPEncoder(c)
-        self.final_layer_norm = nn.LayerNorm(c["hidden_size"], eps=c.get("layer_norm_eps", 1e-5))
+        self.final_layer_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.embeddings(ids)
@@ -104,7 +107,7 @@ class CLIPTextModel(Saved, nn.Module):
 
     def __init__(self, config: dict):
         super().__init__()
-        self.config = Config(config)
+        self.config = Config({**DEFAULTS, **config})
         self.text_model = CLIPTextTransformer(self.config)
 
     def forward(self, input_ids: torch.Tensor):

@@ -17,6 +17,12 @@ from torch import nn
 from .blocks import Attention, Checkpointed, Config, Downsample2D, ResnetBlock2D, Sample, Saved, Upsample2D
 
 DOWN = ("CrossAttnDownBlock2D", "DownBlock2D")
+# diffusers' defaults for the keys read here (a config.json may leave any of them out)
+DEFAULTS = {"sample_size": None, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+            "block_out_channels": [320, 640, 1280, 1280], "down_block_types": [DOWN[0]] * 3 + [DOWN[1]],
+            "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3, "cross_attention_dim": 1280,
+            "attention_head_dim": 8, "norm_num_groups": 32, "norm_eps": 1e-5, "use_linear_projection": False,
+            "downsample_padding": 1}
 UP = ("CrossAttnUpBlock2D", "UpBlock2D")
 # Every other key of a config must be absent or have the value SD's configs have (its default here):
 # anything else (class or addition embeddings, other time embeddings, other block kinds...) is
@@ -43,8 +49,9 @@ def unsupported(config: dict) -> Optional[str]:
     for key, value in SD_VALUES.items():
         if key in config and config[key] != value and not (key == "mid_block_type" and config[key] is None):
             return f"{key} = {config[key]!r}"
-    kinds = set(config.get("down_block_types", ())) | set(config.get("up_block_types", ()))
-    if not kinds or not kinds <= set(DOWN + UP):
+    c = {**DEFAULTS, **config}
+    kinds = set(c["down_block_types"]) | set(c["up_block_types"])
+    if not kinds <= set(DOWN + UP):
         return f"blocks {sorted(kinds - set(DOWN + UP))}"
     return None
 
@@ -184,33 +191,31 @@ def timestep_features(t: torch.Tensor, ch: int) -> torch.Tensor:
 class UNet2DConditionModel(Saved, nn.Module):
     def __init__(self, config: dict):
         super().__init__()
-        self.config = c = Config(config)
-        blocks = list(c["block_out_channels"])
+        self.config = c = Config({**DEFAULTS, **config})
+        blocks = list(c.block_out_channels)
         n = len(blocks)
-        groups, eps = c.get("norm_num_groups", 32), c.get("norm_eps", 1e-5)
-        heads = per_block(c.get("attention_head_dim", 8), n)
-        contexts = per_block(c.get("cross_attention_dim", 1280), n)
-        layers = per_block(c.get("layers_per_block", 2), n)
-        linear = bool(c.get("use_linear_projection", False))
+        groups, eps, linear = c.norm_num_groups, c.norm_eps, bool(c.use_linear_projection)
+        heads, contexts = per_block(c.attention_head_dim, n), per_block(c.cross_attention_dim, n)
+        layers = per_block(c.layers_per_block, n)
         temb = blocks[0] * 4
-        self.conv_in = nn.Conv2d(c.get("in_channels", 4), blocks[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(c.in_channels, blocks[0], 3, padding=1)
         self.time_embedding = TimestepEmbedding(blocks[0], temb)
         self.down_blocks = nn.ModuleList()
         self.up_blocks = nn.ModuleList()  # (before the mid block, as diffusers registers them)
-        for i, kind in enumerate(c["down_block_types"]):
+        for i, kind in enumerate(c.down_block_types):
             ins = [blocks[max(i - 1, 0)]] + [blocks[i]] * (layers[i] - 1)
             self.down_blocks.append(Block(kind, ins, blocks[i], temb, heads[i], contexts[i], groups, eps, linear,
-                                          "down" if i < n - 1 else None, c.get("downsample_padding", 1)))
+                                          "down" if i < n - 1 else None, c.downsample_padding))
         self.mid_block = MidBlock(blocks[-1], temb, heads[-1], contexts[-1], groups, eps, linear)
         rev, rheads, rcontexts, rlayers = blocks[::-1], heads[::-1], contexts[::-1], layers[::-1]
-        for i, kind in enumerate(c["up_block_types"]):
+        for i, kind in enumerate(c.up_block_types):
             prev, out, skip_in = rev[max(i - 1, 0)], rev[i], rev[min(i + 1, n - 1)]
             k = rlayers[i] + 1
             ins = [(prev if j == 0 else out) + (skip_in if j == k - 1 else out) for j in range(k)]
             self.up_blocks.append(Block(kind, ins, out, temb, rheads[i], rcontexts[i], groups, eps, linear,
                                         "up" if i < n - 1 else None))
         self.conv_norm_out = nn.GroupNorm(groups, blocks[0], eps=eps)
-        self.conv_out = nn.Conv2d(blocks[0], c.get("out_channels", 4), 3, padding=1)
+        self.conv_out = nn.Conv2d(blocks[0], c.out_channels, 3, padding=1)
 
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor) -> Sample:
         t = torch.as_tensor(timestep, device=sample.device)

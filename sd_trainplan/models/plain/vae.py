@@ -11,6 +11,10 @@ from torch import nn
 from .blocks import Attention, Config, Downsample2D, ResnetBlock2D, Sample, Saved, Upsample2D
 
 EPS = 1e-6  # the VAE's norms (diffusers fixes it for the encoder and decoder whatever the config says)
+# diffusers' defaults for the keys read here (a config.json may leave any of them out)
+DEFAULTS = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": [64],
+            "down_block_types": ["DownEncoderBlock2D"], "up_block_types": ["UpDecoderBlock2D"],
+            "layers_per_block": 1, "norm_num_groups": 32, "sample_size": 32, "scaling_factor": 0.18215}
 SD_VALUES = {"act_fn": "silu", "use_quant_conv": True, "use_post_quant_conv": True, "mid_block_add_attention": True,
              "norm_type": "group", "shift_factor": None, "latents_mean": None, "latents_std": None}
 
@@ -21,8 +25,8 @@ def unsupported(config: dict) -> Optional[str]:
     for key, value in SD_VALUES.items():
         if key in config and config[key] != value:
             return f"{key} = {config[key]!r}"
-    if set(config.get("down_block_types", ())) != {"DownEncoderBlock2D"} \
-            or set(config.get("up_block_types", ())) != {"UpDecoderBlock2D"}:
+    c = {**DEFAULTS, **config}
+    if set(c["down_block_types"]) != {"DownEncoderBlock2D"} or set(c["up_block_types"]) != {"UpDecoderBlock2D"}:
         return "blocks other than DownEncoderBlock2D/UpDecoderBlock2D"
     return None
 
@@ -71,13 +75,13 @@ class CoderBlock(nn.Module):
 class Encoder(nn.Module):
     def __init__(self, c: Config):
         super().__init__()
-        blocks, groups, n = list(c["block_out_channels"]), c.get("norm_num_groups", 32), len(c["block_out_channels"])
-        self.conv_in = nn.Conv2d(c.get("in_channels", 3), blocks[0], 3, padding=1)
-        self.down_blocks = nn.ModuleList([CoderBlock((blocks[max(i - 1, 0)], blocks[i]), c.get("layers_per_block", 1),
+        blocks, groups, n = list(c.block_out_channels), c.norm_num_groups, len(c.block_out_channels)
+        self.conv_in = nn.Conv2d(c.in_channels, blocks[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList([CoderBlock((blocks[max(i - 1, 0)], blocks[i]), c.layers_per_block,
                                                      groups, "down" if i < n - 1 else None) for i in range(n)])
         self.mid_block = MidBlock(blocks[-1], groups)
         self.conv_norm_out = nn.GroupNorm(groups, blocks[-1], eps=EPS)
-        self.conv_out = nn.Conv2d(blocks[-1], 2 * c.get("latent_channels", 4), 3, padding=1)
+        self.conv_out = nn.Conv2d(blocks[-1], 2 * c.latent_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_in(x)
@@ -89,14 +93,14 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, c: Config):
         super().__init__()
-        blocks, groups, n = list(c["block_out_channels"]), c.get("norm_num_groups", 32), len(c["block_out_channels"])
+        blocks, groups, n = list(c.block_out_channels), c.norm_num_groups, len(c.block_out_channels)
         rev = blocks[::-1]
-        self.conv_in = nn.Conv2d(c.get("latent_channels", 4), blocks[-1], 3, padding=1)
-        self.up_blocks = nn.ModuleList([CoderBlock((rev[max(i - 1, 0)], rev[i]), c.get("layers_per_block", 1) + 1,
+        self.conv_in = nn.Conv2d(c.latent_channels, blocks[-1], 3, padding=1)
+        self.up_blocks = nn.ModuleList([CoderBlock((rev[max(i - 1, 0)], rev[i]), c.layers_per_block + 1,
                                                    groups, "up" if i < n - 1 else None) for i in range(n)])
         self.mid_block = MidBlock(blocks[-1], groups)  # (after the up blocks: diffusers' parameter order)
         self.conv_norm_out = nn.GroupNorm(groups, blocks[0], eps=EPS)
-        self.conv_out = nn.Conv2d(blocks[0], c.get("out_channels", 3), 3, padding=1)
+        self.conv_out = nn.Conv2d(blocks[0], c.out_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.mid_block(self.conv_in(z)).to(self.up_blocks[0].resnets[0].conv1.weight.dtype)
@@ -108,8 +112,8 @@ class Decoder(nn.Module):
 class AutoencoderKL(Saved, nn.Module):
     def __init__(self, config: dict):
         super().__init__()
-        self.config = c = Config(config)
-        latent = c.get("latent_channels", 4)
+        self.config = c = Config({**DEFAULTS, **config})
+        latent = c.latent_channels
         self.encoder = Encoder(c)
         self.decoder = Decoder(c)
         self.quant_conv = nn.Conv2d(2 * latent, 2 * latent, 1)
