@@ -122,7 +122,8 @@ def test_a_config_the_plain_models_do_not_cover_loads_with_diffusers(tmp_path):
     (folder / "unet" / "config.json").write_text(json.dumps(dict(cfg, center_input_sample=True)))
     from sd_trainplan.models.plain.parts import unsupported_folder
     assert unsupported_folder(folder) == "unet: center_input_sample = True"
-    assert "diffusers UNet" in load_diffusers(str(folder)).describe()
+    said = load_diffusers(str(folder)).describe()  # (the log's "loaded" line: a user sees why the start is slower)
+    assert "diffusers UNet" in said and "diffusers' model code because of unet: center_input_sample = True" in said
 
 
 def single_file(adapter, path):

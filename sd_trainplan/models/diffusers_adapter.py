@@ -48,6 +48,7 @@ class DiffusersAdapter:
         self.layers_per_block = unet.config.layers_per_block
         self._compiled = None  # use_compile()
         self.stored_dtypes: Optional[Dict[str, torch.dtype]] = None  # in its files, when loaded from files
+        self.library_reason: Optional[str] = None  # why a folder of SD's loaded into the libraries' classes
 
     # --- the protocol -----------------------------------------------------------------------
     def unet(self) -> nn.Module:
@@ -176,7 +177,8 @@ class DiffusersAdapter:
     def describe(self) -> str:
         n = sum(p.numel() for p in self._unet.parameters()) / 1e6
         code = "plain torch" if type(self._unet).__module__.startswith(__package__ + ".plain") else "diffusers"
-        return f"diffusers model ({self.source}; {code} UNet {n:.1f}M params, {self.prediction_type})"
+        why = f"; diffusers' model code because of {self.library_reason}" if self.library_reason else ""
+        return f"diffusers model ({self.source}; {code} UNet {n:.1f}M params, {self.prediction_type}{why})"
 
 
 def text_lora_targets(text_model: nn.Module, prefix: str) -> Dict[str, nn.Module]:
@@ -227,7 +229,8 @@ def _load_folder(path: Path, device, dtype, masters=(), plain: bool = True) -> D
     device = torch.device(device)
     dtypes = {p: torch.float32 if p in masters else dtype for p in ("unet", "vae", "text_encoder")}
     kw = dict(local_files_only=True)
-    use_plain = plain and unsupported_folder(path) is None
+    why = unsupported_folder(path) if plain else "asked for (plain=False)"
+    use_plain = why is None
     try:
         parts, seconds = load_folder_parts(path, ("unet", "vae", "text_encoder"), device, dtypes,
                                            plain_classes if use_plain else _sd_classes, _sd_classes)
@@ -240,6 +243,7 @@ def _load_folder(path: Path, device, dtype, masters=(), plain: bool = True) -> D
     adapter = DiffusersAdapter(parts["unet"], parts["vae"], parts["text_encoder"], tok, sched, device, dtype, str(path),
                                masters=masters)
     adapter.load_seconds = {**seconds, "tokenizer": time.monotonic() - t}
+    adapter.library_reason = why
     adapter.stored_dtypes = folder_dtypes(path)
     return adapter
 
