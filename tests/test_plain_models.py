@@ -199,3 +199,29 @@ def test_keys_a_config_leaves_out_take_the_libraries_defaults(tmp_path):
     x, cond = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 77, TEXT["hidden_size"], generator=g)
     close(plain.predict(x, torch.tensor([100]), cond), lib.predict(x, torch.tensor([100]), cond))
     close(plain.encode_prompts(["a dog"]), lib.encode_prompts(["a dog"]))
+
+
+def test_an_sd2_model_exports_its_text_encoder_in_sd2s_layout_and_loads_back(tmp_path):
+    """SD2's files (and the WebUI's FrozenOpenCLIPEmbedder) keep the OpenCLIP text encoder under
+    cond_stage_model.model. in open_clip's layout: our export writes it so, and such a file loads
+    into the plain models as diffusers' from_single_file loads it."""
+    cfg = dict(SD2_LIKE, cross_attention_dim=TEXT["hidden_size"])
+    folder = library_folder(tmp_path / "m", cfg, "gelu")
+    lib = load_diffusers(str(folder), plain=False)
+    state = lib.checkpoint_state()
+    assert not any(k.startswith("cond_stage_model.transformer.") for k in state)
+    layers = TEXT["num_hidden_layers"]
+    assert {f"cond_stage_model.model.transformer.resblocks.{layers - 1}.attn.in_proj_weight",
+            "cond_stage_model.model.positional_embedding", "cond_stage_model.model.ln_final.weight",
+            "cond_stage_model.model.token_embedding.weight"} <= set(state)
+    # as an SD2 file holds it: the projection too (diffusers reads the width off it)
+    state["cond_stage_model.model.text_projection"] = torch.eye(TEXT["hidden_size"])
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "sd2.safetensors"))
+    plain = load_diffusers(str(tmp_path / "sd2.safetensors"), config=str(folder))
+    back = load_diffusers(str(tmp_path / "sd2.safetensors"), config=str(folder), plain=False)
+    assert "plain torch UNet" in plain.describe()
+    for a, b in ((plain.text_encoder(), lib.text_encoder()), (back.text_encoder(), lib.text_encoder())):
+        sb = b.state_dict()
+        assert all(torch.equal(v, sb[k]) for k, v in a.state_dict().items())
+    close(plain.encode_prompts(["a red cube"]), lib.encode_prompts(["a red cube"]))

@@ -127,10 +127,18 @@ class DiffusersAdapter:
         return [unet_name_to_ldm(d, pairs) for d in names]
 
     def checkpoint_state(self) -> Dict[str, torch.Tensor]:
-        """The whole model under the original (ldm) single-file key names."""
+        """The whole model under the original (ldm) single-file key names. SD2's text encoder (OpenCLIP-H,
+        gelu) goes under `cond_stage_model.model.` in open_clip's layout, as SD2's files and the WebUI's
+        FrozenOpenCLIPEmbedder have it; SD1's CLIP-L under `cond_stage_model.transformer.`."""
         from .ldm_names import diffusers_to_ldm_state
-        return diffusers_to_ldm_state(self._unet.state_dict(), self._vae.state_dict(), self._text.state_dict(),
-                                      self.layers_per_block, len(self._vae.config.block_out_channels))
+        from .open_clip_names import open_clip_state
+        text = self._text.state_dict()
+        open_clip = getattr(self._text.config, "hidden_act", "quick_gelu") == "gelu"
+        out = diffusers_to_ldm_state(self._unet.state_dict(), self._vae.state_dict(), {} if open_clip else text,
+                                     self.layers_per_block, len(self._vae.config.block_out_channels))
+        if open_clip:
+            out.update({"cond_stage_model.model." + k: v for k, v in open_clip_state(text).items()})
+        return out
 
     def use_channels_last(self) -> None:
         """NHWC weights for the UNet's convolutions (faster on tensor cores; values unchanged).

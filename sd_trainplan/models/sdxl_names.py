@@ -6,60 +6,21 @@ DiffusionEngine and diffusers' from_single_file reads back).
   `label_emb.0.{0,2}`.
 - VAE: `first_stage_model.` + ldm's names (as SD's).
 - CLIP-L: `conditioner.embedders.0.transformer.` + transformers' own names.
-- OpenCLIP bigG: `conditioner.embedders.1.model.` + open_clip's names: q, k, v stacked into
-  `attn.in_proj_weight`/`in_proj_bias`, layer_norm1/2 -> ln_1/2, mlp.fc1/fc2 -> mlp.c_fc/c_proj,
-  final_layer_norm -> ln_final, the projection as a matrix (`x @ text_projection`: the Linear's
-  weight transposed), open_clip's `logit_scale` (unused by text; its initial value).
+- OpenCLIP bigG: `conditioner.embedders.1.model.` + open_clip's names (open_clip_names.py).
 - `denoiser.sigmas`: sgm's discrete denoiser's buffer, sqrt((1 - a) / a) of the noise schedule.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict
 
 import torch
 
 from .ldm_names import diffusers_to_ldm_state
+from .open_clip_names import open_clip_state
 
 PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.",
             "text_encoder": "conditioner.embedders.0.transformer.", "text_encoder_2": "conditioner.embedders.1.model."}
 LABEL_EMB = [("add_embedding.linear_1", "label_emb.0.0"), ("add_embedding.linear_2", "label_emb.0.2")]
-OPEN_CLIP_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
-                   "self_attn.out_proj": "attn.out_proj"}
-
-
-def open_clip_state(text2: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """CLIPTextModelWithProjection's state dict -> open_clip's text tower's."""
-    out: Dict[str, torch.Tensor] = {}
-    qkv: Dict[str, Dict[str, torch.Tensor]] = {}
-    for k, v in text2.items():
-        if k.endswith("position_ids"):
-            continue
-        if k == "text_projection.weight":
-            out["text_projection"] = v.t().contiguous()
-        elif k == "text_model.embeddings.token_embedding.weight":
-            out["token_embedding.weight"] = v
-        elif k == "text_model.embeddings.position_embedding.weight":
-            out["positional_embedding"] = v
-        elif k.startswith("text_model.final_layer_norm."):
-            out["ln_final." + k.rsplit(".", 1)[1]] = v
-        elif k.startswith("text_model.encoder.layers."):
-            i, rest = k[len("text_model.encoder.layers."):].split(".", 1)
-            pre = f"transformer.resblocks.{i}."
-            layer, kind = rest.rsplit(".", 1)
-            if layer in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
-                qkv.setdefault(f"{pre}attn.in_proj_{kind}", {})[layer[10]] = v
-            else:
-                out[pre + OPEN_CLIP_LAYER[layer] + "." + kind] = v
-        else:
-            raise KeyError(f"no open_clip name for text_encoder_2 key {k}")
-    for name, parts in qkv.items():
-        out[name] = torch.cat([parts["q"], parts["k"], parts["v"]])
-    some = next(iter(out.values()))
-    out["logit_scale"] = torch.tensor(math.log(1 / 0.07), dtype=some.dtype, device=some.device)
-    return out
-
-
 def sgm_sigmas(scheduler_config: dict) -> torch.Tensor:
     """As sgm's LegacyDDPMDiscretization: the schedule in float64, (1 - a) / a cast to float32, then
     the root (from float32 alphas_cumprod, 1 - a near t = 0 would lose digits)."""

@@ -94,9 +94,10 @@ def write_config_folder(arch: str, prediction_type: str) -> Path:
 def predicts_v(unet, cross_dim: int) -> bool:
     """An eps model returns (nearly) its input at the noisiest timestep; a v model does not."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 4, 8, 8, generator=g).to(unet.device, unet.dtype)
-    c = torch.zeros(1, 77, cross_dim, device=unet.device, dtype=unet.dtype)
-    out = unet(x, torch.tensor([999], device=unet.device), encoder_hidden_states=c).sample.float()
+    w = next(unet.parameters())  # (diffusers' UNet has .device and .dtype; the plain one does not)
+    x = torch.randn(1, 4, 8, 8, generator=g).to(w.device, w.dtype)
+    c = torch.zeros(1, 77, cross_dim, device=w.device, dtype=w.dtype)
+    out = unet(x, torch.tensor([999], device=w.device), encoder_hidden_states=c).sample.float()
     cos = torch.nn.functional.cosine_similarity(out.flatten(), x.float().flatten(), dim=0).item()
     return cos < 0.5
 

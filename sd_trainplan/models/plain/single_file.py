@@ -1,43 +1,57 @@
-"""An SD1.x single-file checkpoint (.safetensors, the original ldm layout) straight into the plain models.
+"""An SD1.x/SD2.x single-file checkpoint (.safetensors, the original ldm layout) straight into the plain models.
 
 Each plain part is built from the architecture's shipped configs without memory, and every one of
 its parameters is read from the file under its ldm name (ldm_names.py: the names our Dreambooth
 export writes), sent to the device and cast there, and becomes the parameter. The VAE's middle
 attention is stored as 1x1 convolutions in ldm and as Linear layers here: the same numbers, one
-view. Nothing of diffusers is imported, as for a folder (plain/__init__.py says why that matters).
+view. SD2's text encoder is stored in open_clip's layout (open_clip_names.py: q, k and v are thirds
+of one stacked projection; the file's 24th layer, its projection and logit scale are not used by SD2's
+penultimate-layer conditioning and stay unread). Nothing of diffusers is imported, as for a folder
+(plain/__init__.py says why that matters).
 
-Only SD1.x files (and the tiny test model) in .safetensors: SD2's OpenCLIP text tower is stored in
-another layout (one fused q/k/v projection), and a .ckpt is a pickle to unpickle whole. Those, and a
-file missing a tensor, load with diffusers' from_single_file as before (None here).
+A .ckpt (a pickle to unpickle whole) and a file missing a tensor load with diffusers'
+from_single_file as before (None here).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
 from ..ldm_names import SD_PREFIXES, unet_name_to_ldm, unet_pairs_for_state, vae_name_to_ldm
+from ..open_clip_names import reader
 from .blocks import uninitialised
 from .parts import classes, unsupported_folder
 
-def file_names(part: str, model: nn.Module, keys) -> Optional[Dict[str, str]]:
-    """{parameter name: its key in the file} for one plain part, or None if the file lacks one."""
+OPEN_CLIP = "cond_stage_model.model."  # SD2's text encoder (ldm's FrozenOpenCLIPEmbedder)
+
+
+def file_names(part: str, model: nn.Module, keys) -> Optional[Dict[str, Tuple[str, Callable]]]:
+    """{parameter name: (its key in the file, how to take it from that tensor)} for one plain part, or
+    None if the file lacks one."""
     names = list(model.state_dict())
+    whole = lambda t: t  # noqa: E731
     if part == "unet":
         pairs = unet_pairs_for_state(model.state_dict(), model.config["layers_per_block"])
-        out = {n: SD_PREFIXES["unet"] + unet_name_to_ldm(n, pairs) for n in names}
+        out = {n: (SD_PREFIXES["unet"] + unet_name_to_ldm(n, pairs), whole) for n in names}
     elif part == "vae":
         blocks = len(model.config["block_out_channels"])
-        out = {n: SD_PREFIXES["vae"] + vae_name_to_ldm(n, blocks) for n in names}
+        out = {n: (SD_PREFIXES["vae"] + vae_name_to_ldm(n, blocks), whole) for n in names}
+    elif any(k.startswith(OPEN_CLIP) for k in keys):  # SD2: open_clip's layout (q, k, v stacked)
+        out = {}
+        for n in names:
+            key, take = reader(n)
+            out[n] = (OPEN_CLIP + key, take)
     else:  # transformers' CLIP under cond_stage_model.transformer. (very old files without text_model.)
         for strip in (False, True):
-            out = {n: SD_PREFIXES["text_encoder"] + (n.removeprefix("text_model.") if strip else n) for n in names}
-            if all(k in keys for k in out.values()):
+            out = {n: (SD_PREFIXES["text_encoder"] + (n.removeprefix("text_model.") if strip else n), whole)
+                   for n in names}
+            if all(k in keys for k, _ in out.values()):
                 return out
         return None
-    return out if all(k in keys for k in out.values()) else None
+    return out if all(k in keys for k, _ in out.values()) else None
 
 
 def load_single_file_parts(path: Path, config_dir: Path, device: torch.device,
@@ -49,8 +63,6 @@ def load_single_file_parts(path: Path, config_dir: Path, device: torch.device,
     built = {}
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
-        if any(k.startswith("cond_stage_model.model.") for k in keys):
-            return None  # SD2's OpenCLIP layout
         for part, cls in classes().items():
             with uninitialised():
                 model = cls.from_folder_config(Path(config_dir) / part)
@@ -58,8 +70,8 @@ def load_single_file_parts(path: Path, config_dir: Path, device: torch.device,
             if where is None:
                 return None
             state = {}
-            for name, key in where.items():
-                t = f.get_tensor(key).to(device)
+            for name, (key, take) in where.items():
+                t = take(f.get_tensor(key)).to(device)
                 if t.ndim == 4 and ".attn_1." in key and model.state_dict()[name].ndim == 2:
                     t = t[:, :, 0, 0]  # ldm's 1x1 convolution, our Linear
                 state[name] = t.to(dtypes[part]) if t.is_floating_point() else t
