@@ -20,6 +20,24 @@ class ModelLoadError(ValueError):
     pass
 
 
+def part_dtypes(dtype: torch.dtype, masters: Iterable[str],
+                parts: Iterable[str] = ("unet", "vae", "text_encoder")) -> Dict[str, torch.dtype]:
+    """Each part's dtype: fp32 for the parts named in `masters` (what the method trains keeps fp32
+    masters; SDXL's text_encoder_2 goes with text_encoder), `dtype` for the frozen rest."""
+    masters = tuple(masters)
+    return {p: torch.float32 if p.split("_2")[0] in masters else dtype for p in parts}
+
+
+def folder_tokenizer(folder, sub: str = "tokenizer"):
+    from transformers import CLIPTokenizer
+    return CLIPTokenizer.from_pretrained(str(folder), subfolder=sub, local_files_only=True)
+
+
+def folder_scheduler(folder) -> dict:
+    import json
+    return json.loads((Path(folder) / "scheduler" / "scheduler_config.json").read_text())
+
+
 class DiffusersAdapter:
     family = "diffusers"
     encodes_ids = True  # token ids -> conditioning entirely on the device (see encode_ids)
@@ -31,7 +49,7 @@ class DiffusersAdapter:
         Dreambooth trains) are kept in fp32."""
         self.device = torch.device(device)
         self.dtype = dtype
-        part = {p: torch.float32 if p in masters else dtype for p in ("unet", "vae", "text_encoder")}
+        part = part_dtypes(dtype, masters)
         self._unet = unet.to(self.device, part["unet"]).requires_grad_(False).eval()
         self._vae = vae.to(self.device, part["vae"]).requires_grad_(False).eval()
         self._text = text_encoder.to(self.device, part["text_encoder"]).requires_grad_(False).eval()
@@ -229,23 +247,18 @@ def _load_folder(path: Path, device, dtype, masters=(), plain: bool = True) -> D
     """Each part straight onto the device in its dtype (direct_load.load_folder_parts), as models/plain's
     modules when the folder is SD1.x/SD2.x's (no diffusers or transformers model code imported), else
     as the libraries' (`plain=False` asks for those)."""
-    import json
     import time
 
     from .direct_load import load_folder_parts
     from .plain.parts import classes as plain_classes, unsupported_folder
     device = torch.device(device)
-    dtypes = {p: torch.float32 if p in masters else dtype for p in ("unet", "vae", "text_encoder")}
-    kw = dict(local_files_only=True)
     why = unsupported_folder(path) if plain else "asked for (plain=False)"
     use_plain = why is None
     try:
-        parts, seconds = load_folder_parts(path, ("unet", "vae", "text_encoder"), device, dtypes,
+        parts, seconds = load_folder_parts(path, ("unet", "vae", "text_encoder"), device, part_dtypes(dtype, masters),
                                            plain_classes if use_plain else _sd_classes, _sd_classes)
         t = time.monotonic()
-        from transformers import CLIPTokenizer
-        tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)
-        sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
+        tok, sched = folder_tokenizer(path), folder_scheduler(path)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelLoadError(f"model: cannot load the diffusers folder {path}: {e}") from None
     adapter = DiffusersAdapter(parts["unet"], parts["vae"], parts["text_encoder"], tok, sched, device, dtype, str(path),
@@ -265,11 +278,9 @@ def _sd_classes() -> Dict[str, type]:
 def _load_single_file(path: Path, device, dtype, config: Optional[str], masters=(), plain: bool = True
                       ) -> DiffusersAdapter:
     """A .safetensors/.ckpt file: configs from `config` (a diffusers folder) or, by default, the ones we
-    ship for the architecture detected in the file (SD1.x, SD2.x eps/v, tiny). An SD1.x .safetensors
-    goes straight into models/plain's modules (plain/single_file.py); the rest through diffusers'
-    from_single_file."""
-    import json
-
+    ship for the architecture detected in the file (SD1.x, SD2.x eps/v, tiny). An SD1.x/SD2.x
+    .safetensors goes straight into models/plain's modules (plain/single_file.py); the rest through
+    diffusers' from_single_file."""
     from .single_file import config_for, predicts_v
     arch, base = "given", None
     device = torch.device(device)
@@ -280,13 +291,10 @@ def _load_single_file(path: Path, device, dtype, config: Optional[str], masters=
         parts = None
         if plain:
             from .plain.single_file import load_single_file_parts
-            dtypes = {p: torch.float32 if p in masters else dtype for p in ("unet", "vae", "text_encoder")}
-            parts = load_single_file_parts(path, Path(config), device, dtypes)
+            parts = load_single_file_parts(path, Path(config), device, part_dtypes(dtype, masters))
         if parts is not None:
-            from transformers import CLIPTokenizer
             unet, vae, text = parts["unet"], parts["vae"], parts["text_encoder"]
-            tokenizer = CLIPTokenizer.from_pretrained(config, subfolder="tokenizer", local_files_only=True)
-            sched = json.loads((Path(config) / "scheduler" / "scheduler_config.json").read_text())
+            tokenizer, sched = folder_tokenizer(config), folder_scheduler(config)
         else:
             from diffusers import StableDiffusionPipeline
             pipe = StableDiffusionPipeline.from_single_file(str(path), config=config, local_files_only=True,

@@ -28,7 +28,8 @@ from typing import Dict, Iterable, List, Tuple
 import torch
 from torch import nn
 
-from .diffusers_adapter import DiffusersAdapter, ModelLoadError, text_lora_targets
+from .diffusers_adapter import (DiffusersAdapter, ModelLoadError, folder_scheduler, folder_tokenizer, part_dtypes,
+                                text_lora_targets)
 from .sgm_adapter import TI_KEYS, pack, unpack
 from .token_splice import splice_token, token_strings
 
@@ -203,13 +204,11 @@ def load_sdxl_folder(path: Path, device, dtype, masters=()) -> DiffusersSdxlAdap
     if problems:
         raise ModelLoadError("\n".join(problems))
     device = torch.device(device)
-    dtypes = {p: torch.float32 if p.split("_2")[0] in masters else dtype for p in PARTS}
     try:
-        parts, seconds = load_folder_parts(path, PARTS, device, dtypes, _sdxl_classes)
+        parts, seconds = load_folder_parts(path, PARTS, device, part_dtypes(dtype, masters, PARTS), _sdxl_classes)
         t = time.monotonic()
-        from transformers import CLIPTokenizer
-        toks = [CLIPTokenizer.from_pretrained(path, subfolder=s, local_files_only=True) for s in ("tokenizer", "tokenizer_2")]
-        sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
+        toks = [folder_tokenizer(path, s) for s in ("tokenizer", "tokenizer_2")]
+        sched = folder_scheduler(path)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelLoadError(f"model: cannot load the SDXL diffusers folder {path}: {e}") from None
     adapter = DiffusersSdxlAdapter(parts["unet"], parts["vae"], parts["text_encoder"], parts["text_encoder_2"], *toks,

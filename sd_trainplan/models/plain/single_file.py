@@ -14,6 +14,7 @@ from_single_file as before (None here).
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
@@ -31,14 +32,17 @@ OPEN_CLIP = "cond_stage_model.model."  # SD2's text encoder (ldm's FrozenOpenCLI
 def file_names(part: str, model: nn.Module, keys) -> Optional[Dict[str, Tuple[str, Callable]]]:
     """{parameter name: (its key in the file, how to take it from that tensor)} for one plain part, or
     None if the file lacks one."""
-    names = list(model.state_dict())
+    state = model.state_dict()
+    names = list(state)
     whole = lambda t: t  # noqa: E731
     if part == "unet":
-        pairs = unet_pairs_for_state(model.state_dict(), model.config["layers_per_block"])
+        pairs = unet_pairs_for_state(state, model.config["layers_per_block"])
         out = {n: (SD_PREFIXES["unet"] + unet_name_to_ldm(n, pairs), whole) for n in names}
-    elif part == "vae":
+    elif part == "vae":  # the middle attention's Linear weights are 1x1 convolutions in ldm: one view
         blocks = len(model.config["block_out_channels"])
-        out = {n: (SD_PREFIXES["vae"] + vae_name_to_ldm(n, blocks), whole) for n in names}
+        conv_1x1 = lambda t: t[:, :, 0, 0] if t.ndim == 4 else t  # noqa: E731
+        out = {n: (SD_PREFIXES["vae"] + vae_name_to_ldm(n, blocks),
+                   conv_1x1 if ".attentions." in n and state[n].ndim == 2 else whole) for n in names}
     elif any(k.startswith(OPEN_CLIP) for k in keys):  # SD2: open_clip's layout (q, k, v stacked)
         out = {}
         for n in names:
@@ -63,6 +67,7 @@ def load_single_file_parts(path: Path, config_dir: Path, device: torch.device,
     built = {}
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
+        read = lru_cache(maxsize=2)(f.get_tensor)  # SD2's q, k, v: three parameters from one stacked tensor
         for part, cls in classes().items():
             with uninitialised():
                 model = cls.from_folder_config(Path(config_dir) / part)
@@ -71,9 +76,7 @@ def load_single_file_parts(path: Path, config_dir: Path, device: torch.device,
                 return None
             state = {}
             for name, (key, take) in where.items():
-                t = take(f.get_tensor(key)).to(device)
-                if t.ndim == 4 and ".attn_1." in key and model.state_dict()[name].ndim == 2:
-                    t = t[:, :, 0, 0]  # ldm's 1x1 convolution, our Linear
+                t = take(read(key)).to(device)
                 state[name] = t.to(dtypes[part]) if t.is_floating_point() else t
             model.load_state_dict(state, assign=True)
             built[part] = model
