@@ -27,6 +27,21 @@ runs ours with one more training flag (e.g. ours:cudnn-benchmark=off).
 
 On a GPU, one throwaway process first reads the CUDA libraries from disk (warm_libraries), so no
 trainer's first run pays that for the others.
+
+kohya's sd-scripts: release v0.10.1 (ae72efb, 2026-02-13, the newest tag), exported, never committed:
+`git --git-dir=<mirror of kohya-ss/sd-scripts> archive v0.10.1 ':!bitsandbytes_windows' ':!docs'
+':!images' ':!configs' ':!.github' ':!tests' ':!.ai' | tar -x -C .peer/kohya` (4 MB; the left-out
+folders are Windows DLLs, docs and other models' tokenizer files; .peer/kohya/PINNED says so). Its
+own pins travel as wheels in .peer/kohya-whl (cp312 manylinux, `pip download --no-deps`, 19 MB), one
+version each, installed into their own --target folder that --kohya-site puts first on its
+PYTHONPATH, so ours keeps the usual set: requirements.txt's diffusers 0.32.1, transformers 4.54.1,
+accelerate 1.6.0, huggingface-hub 0.34.3, safetensors 0.4.5, einops 0.7.0, toml 0.10.2, voluptuous
+0.15.2, imagesize 1.4.1, rich 14.1.0, plus what those need that the GPU machine lacks or has too new
+(tokenizers 0.21.4 for transformers 4.54, importlib_metadata 8.5.0 for diffusers). Not carried:
+opencv-python 4.10.0.84 (60 MB; the machine's opencv-python-headless is the same cv2), and the
+optimizers, bitsandbytes, sentencepiece, tensorboard and ftfy that AdamW on SD1.5 never imports.
+A --tiny run gives kohya a random SD1.5-size model (its U-Net's shape is written into its code): about
+16 GB of memory and 90 s on a 2-core CPU for db1 and lora4 together.
 """
 from __future__ import annotations
 
@@ -64,8 +79,8 @@ else:
 
 
 def prepare(work: Path, tiny: bool, env: dict):
-    """(model folder, image folder, kohya's image folder), made once per work folder."""
-    model, images, kohya = work / "model", work / "images", work / "kohya-images"
+    """(model folder, image folder), made once per work folder."""
+    model, images = work / "model", work / "images"
     if not (model / "model_index.json").is_file():
         subprocess.run([sys.executable, "-c", MAKE_MODEL, str(model), "tiny" if tiny else "sd1"], check=True,
                        env=env, cwd=ROOT)
@@ -80,11 +95,37 @@ def prepare(work: Path, tiny: bool, env: dict):
             img = Image.fromarray(base).resize((size, size), Image.BICUBIC)
             arr = np.asarray(img).astype(np.int16) + rng.integers(-12, 12, (size, size, 3))
             Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(images / f"{i:02d}.png")
+    return model, images
+
+
+KOHYA_TOKENIZER = "openai_clip-vit-large-patch14"  # strategy_sd.TOKENIZER_ID as _load_tokenizer names its cache
+
+
+def prepare_kohya(work: Path, model: Path, images: Path, tiny: bool, env: dict):
+    """(model folder, image folder, tokenizer cache) for kohya's sd-scripts, made once per work folder.
+
+    - Its U-Net (library/original_unet.py) has SD1.5's widths and depths written in, so the tiny
+      model does not load: a --tiny run gives kohya a random SD1.5-size folder (on the CPU, fp32).
+    - Its images: one `<repeats>_<class tokens>` folder, repeats 1, each image with a `.caption`
+      file holding the diffusers scripts' instance prompt.
+    - It loads the SD1 tokenizer from the Hub by name (openai/clip-vit-large-patch14), whatever the
+      model folder holds; --tokenizer_cache_dir, its offline route, is a folder holding that name's
+      tokenizer: the model's own."""
+    if tiny:
+        model = work / "model-sd1"
+        if not (model / "model_index.json").is_file():
+            subprocess.run([sys.executable, "-c", MAKE_MODEL, str(model), "sd1"], check=True, env=env, cwd=ROOT)
+    kohya, tokenizers = work / "kohya-images", work / "kohya-tokenizer"
     if not kohya.is_dir():
-        (kohya / "1_sks dog").mkdir(parents=True)  # kohya: <repeats>_<token class> folders
+        folder = kohya / "1_sks dog"
+        folder.mkdir(parents=True)
         for p in sorted(images.iterdir()):
-            os.symlink(p, kohya / "1_sks dog" / p.name)
-    return model, images, kohya
+            os.symlink(p, folder / p.name)
+            (folder / p.name).with_suffix(".caption").write_text("a photo of sks dog")
+    if not tokenizers.is_dir():
+        tokenizers.mkdir(parents=True)
+        os.symlink(model / "tokenizer", tokenizers / KOHYA_TOKENIZER)
+    return model, kohya, tokenizers
 
 
 # ---- each trainer's command -----------------------------------------------------------------------
@@ -113,19 +154,37 @@ def diffusers_cmd(case: str, model: Path, images: Path, out: Path, res: int, ste
     return cmd + (["--rank", "4"] if method == "lora" else [])
 
 
-def kohya_cmd(case: str, model: Path, kohya_images: Path, out: Path, res: int, steps: int, folder: Path,
-              gpu: bool) -> Optional[List[str]]:
+def kohya_cmd(case: str, model: Path, kohya_images: Path, tokenizers: Path, out: Path, res: int, steps: int,
+              folder: Path, gpu: bool) -> Optional[List[str]]:
+    """sd-scripts as its users run it (plain `python`, one process: what `accelerate launch` does
+    on one GPU), with the diffusers scripts' settings; TI is not compared (the SD1.5 script is
+    train_textual_inversion.py, not run here)."""
     method, bs, _ = CASES[case]
     if method == "ti":
-        return None  # the SD1.5 textual inversion script was not part of this comparison
+        return None
     script = "train_db.py" if method == "dreambooth" else "train_network.py"
     cmd = [sys.executable, str(folder / script), "--pretrained_model_name_or_path", str(model),
-           "--train_data_dir", str(kohya_images), "--resolution", f"{res},{res}",
-           "--train_batch_size", str(bs), "--max_train_steps", str(steps), "--learning_rate", str(LR[method]),
-           "--lr_scheduler", "constant", "--output_dir", str(out), "--output_name", case, "--save_model_as",
-           "safetensors", "--mixed_precision", "bf16" if gpu else "no", "--save_precision", "fp16", "--seed", "0",
-           "--sdpa", "--cache_latents", "--optimizer_type", "AdamW", "--max_data_loader_n_workers", "0"]
-    if method == "lora":
+           "--train_data_dir", str(kohya_images), "--caption_extension", ".caption",
+           "--tokenizer_cache_dir", str(tokenizers),  # offline: the tokenizer from the model folder
+           "--resolution", f"{res},{res}", "--train_batch_size", str(bs), "--max_train_steps", str(steps),
+           "--learning_rate", str(LR[method]), "--lr_scheduler", "constant", "--optimizer_type", "AdamW",
+           "--mixed_precision", "bf16" if gpu else "no", "--seed", "0",
+           # no intermediate saves, samples or state (the defaults, said out loud): one file at the end
+           "--output_dir", str(out), "--output_name", case, "--save_model_as", "safetensors",
+           "--save_precision", "fp16",
+           "--sdpa",  # torch's scaled_dot_product_attention (default: kohya's own attention in plain torch)
+           "--cache_latents",  # each image through the VAE once before training, as our trainer does
+           # cached latents make the loader trivial: worker processes (default 8, respawned each epoch
+           # of 8 images) would only add start-up time
+           "--max_data_loader_n_workers", "0"]
+    if method == "dreambooth":
+        # train_db trains the text encoder unless told; -1 is its "no training" (train_dreambooth.py
+        # trains it only with --train_text_encoder)
+        cmd += ["--stop_text_encoder_training", "-1"]
+    else:
+        # networks.lora's default targets: every Linear and 1x1 conv of the U-Net's transformer blocks
+        # (q/k/v/out, feed-forward, proj_in/out: 192 layers; diffusers' script: q/k/v/out, 128); no
+        # text-encoder LoRA, as in the diffusers script
         cmd += ["--network_module", "networks.lora", "--network_dim", "4", "--network_alpha", "4",
                 "--network_train_unet_only"]
     return cmd
@@ -156,18 +215,21 @@ def main() -> int:
     ap.add_argument("--project", default="diffusers/db1-1600",
                     help="trainer/case pairs not run whose wall time is projected from a shorter run of theirs")
     args = ap.parse_args()
-    work = Path(args.work)
+    work = Path(args.work).resolve()  # the peers run in other folders: absolute paths
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false")
     site = os.environ.get("PYTHONPATH", "")
     gpu = not args.tiny
     res = 64 if args.tiny else 512
-    model, images, kohya_images = prepare(work, args.tiny, dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), site])))
+    model_env = dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), site]))
+    model, images = prepare(work, args.tiny, model_env)
     pairs = [(t, c) for c in args.cases.split(",") for t in args.trainers.split(",")]
     if args.only:
         wanted = {tuple(x.split("/")) for x in args.only.split(",")}
         pairs = [p for p in pairs if p in wanted]
+    if any(t == "kohya" for t, _ in pairs):
+        kohya_model, kohya_images, kohya_tokenizers = prepare_kohya(work, model, images, args.tiny, model_env)
     report = {"date": time.strftime("%Y-%m-%d"), "note": args.note, "device": device_name(), "runs": [],
               "settings": {"resolution": res, "images": 8, "lr": LR, "precision": "bf16" if gpu else "fp32"}}
     out_path = Path(args.out)
@@ -192,13 +254,15 @@ def main() -> int:
             cmd, cwd = diffusers_cmd(case, model, images, dest, res, steps, Path(args.diffusers), gpu), dest
             run_env = env
         elif name == "kohya":
-            cmd, cwd = kohya_cmd(case, model, kohya_images, dest, res, steps, Path(args.kohya), gpu), Path(args.kohya)
-            run_env = dict(env, PYTHONPATH=os.pathsep.join([p for p in (args.kohya_site, args.kohya, site) if p]))
+            cwd = Path(args.kohya).resolve()  # absolute: the script path and PYTHONPATH must not depend on cwd
+            cmd = kohya_cmd(case, kohya_model, kohya_images, kohya_tokenizers, dest, res, steps, cwd, gpu)
+            kohya_site = args.kohya_site and str(Path(args.kohya_site).resolve())
+            run_env = dict(env, PYTHONPATH=os.pathsep.join([p for p in (kohya_site, str(cwd), site) if p]))
         else:
             raise SystemExit(f"--trainers: unknown trainer {trainer}")
         if cmd is None:
             continue
-        warm_page_cache(model)
+        warm_page_cache(kohya_model if name == "kohya" else model)
         print(f"== {trainer} {case}: {' '.join(cmd[1:3])} ...", flush=True)
         rc, t0, t1, segs, gib = run_process(cmd, run_env, cwd, args.limit)
         row = {"trainer": trainer, "case": case, "method": method, "batch_size": bs, "updates": steps, "rc": rc,
@@ -265,15 +329,16 @@ def projections(runs: List[dict], pairs, wanted: str) -> List[dict]:
 
 
 def ratios(runs: List[dict]) -> List[dict]:
-    """Per case: the diffusers script's whole run and steady ms/update over ours."""
+    """Per case and peer (the diffusers scripts, kohya's): the peer's whole run and steady ms/update over ours."""
     out = []
     for case in CASES:
         ours = next((r for r in runs if r["trainer"] == "ours" and r["case"] == case and r["rc"] == 0), None)
-        peer = next((r for r in runs if r["trainer"] == "diffusers" and r["case"] == case), None)
-        if ours and peer and peer["wall_s"] and ours["steady_ms"] and peer["steady_ms"]:
-            out.append({"case": case, "whole_run_x": round(peer["wall_s"] / ours["wall_s"], 2),
-                        "steady_x": round(peer["steady_ms"] / ours["steady_ms"], 2),
-                        "peer_projected": "projected_from" in peer})
+        for name in ("diffusers", "kohya"):
+            peer = next((r for r in runs if r["trainer"] == name and r["case"] == case), None)
+            if ours and peer and peer["wall_s"] and ours["steady_ms"] and peer["steady_ms"]:
+                out.append({"case": case, "peer": name, "whole_run_x": round(peer["wall_s"] / ours["wall_s"], 2),
+                            "steady_x": round(peer["steady_ms"] / ours["steady_ms"], 2),
+                            "peer_projected": "projected_from" in peer})
     return out
 
 
