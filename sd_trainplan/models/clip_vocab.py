@@ -91,6 +91,7 @@ def tokenizer_dir() -> Path:
 
 
 def clip_tokenizer():
-    """transformers' CLIPTokenizer over the real vocabulary (offline)."""
-    from transformers import CLIPTokenizer
-    return CLIPTokenizer.from_pretrained(str(tokenizer_dir()), local_files_only=True)
+    """A CLIP tokenizer over the real vocabulary (offline): ours (clip_tokenizer.py), which gives the ids
+    transformers' CLIPTokenizer gives."""
+    from .clip_tokenizer import load_folder
+    return load_folder(tokenizer_dir())
