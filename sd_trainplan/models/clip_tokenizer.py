@@ -3,10 +3,10 @@
 Why it exists: a run on an SD1.x/SD2.x folder needs nothing else of transformers (models/plain has
 the models), and `import transformers` alone took 0.68 s of the start on the GPU machine (0.56 s of
 it transformers.dependency_versions_check). This mirrors transformers 4.46.1, for what we use:
-- models/clip/tokenization_clip.py: the text clean-up (ftfy.fix_text when ftfy imports, else BERT's
-  BasicTokenizer as CLIPTokenizer configures it), the pattern, byte-level BPE with `</w>`;
+- models/clip/tokenization_clip.py: the text clean-up (ftfy.fix_text when ftfy imports, else
+  clip_text.basic_clean), the pattern, byte-level BPE with `</w>`;
 - tokenization_utils.py: added tokens (the special ones, Textual Inversion's) cut out of the text
-  first with its Trie, then its lstrip/rstrip/single_word rules; add_tokens' ids;
+  first (clip_text.trie_split), then its lstrip/rstrip/single_word rules; add_tokens' ids;
 - tokenization_utils_base.py: how from_pretrained reads the folder (tokenizer_config.json,
   special_tokens_map.json, added_tokens.json), truncation, padding, save_pretrained's files.
 `load_folder` returns None for a folder using anything beyond that; the caller then uses transformers.
@@ -15,12 +15,12 @@ it transformers.dependency_versions_check). This mirrors transformers 4.46.1, fo
 from __future__ import annotations
 
 import json
-import unicodedata
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 import regex
 
+from .clip_text import basic_clean, trie_split
 from .clip_vocab import N_MERGES, bytes_to_unicode
 
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
@@ -44,84 +44,14 @@ def _content(token) -> str:
     return token["content"] if isinstance(token, dict) else token
 
 
-def basic_clean(text: str) -> str:
-    """BasicTokenizer(strip_accents=False, do_split_on_punc=False).tokenize, joined: CLIPTokenizer without ftfy."""
-    out = []  # (BERT's also maps Zs spaces to " ": split() below splits on them all the same)
-    for ch in text:
-        if ch in "\t\n\r":
-            out.append(" ")
-        elif ord(ch) in (0, 0xFFFD) or unicodedata.category(ch).startswith("C"):
-            continue
-        elif _is_cjk(ord(ch)):
-            out.append(f" {ch} ")
-        else:
-            out.append(ch)
-    return " ".join(t.lower() for t in unicodedata.normalize("NFC", "".join(out)).split())
-
-
-def _is_cjk(cp: int) -> bool:
-    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2B73F
-            or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF or 0xF900 <= cp <= 0xFAFF
-            or 0x2F800 <= cp <= 0x2FA1F)
-
-
-def trie_split(trie: dict, text: str) -> List[str]:
-    """transformers' Trie.split: cut `text` around the added tokens found in it, as it finds them
-    (the first to end, extended to the longest one starting at or before it)."""
-    states, offsets, skip = {}, [0], 0
-    for current, char in enumerate(text):
-        if skip and current < skip:
-            continue
-        to_remove, reset = set(), False
-        for start, node in states.items():
-            if "" in node:
-                for lookstart, looknode in states.items():
-                    if lookstart > start:
-                        break
-                    lookahead = end = current + 1 if lookstart < start else current
-                    nxt = text[lookahead] if lookahead < len(text) else None
-                    if "" in looknode:
-                        start, end, skip = lookstart, lookahead, lookahead
-                    while nxt in looknode:
-                        looknode = looknode[nxt]
-                        lookahead += 1
-                        if "" in looknode:
-                            start, end, skip = lookstart, lookahead, lookahead
-                        if lookahead == len(text):
-                            break
-                        nxt = text[lookahead]
-                offsets += [start, end]
-                reset = True
-                break
-            elif char in node:
-                states[start] = node[char]
-            else:
-                to_remove.add(start)
-        if reset:
-            states = {}
-        else:
-            for start in to_remove:
-                del states[start]
-        if current >= skip and char in trie:
-            states[current] = trie[char]
-    for start, node in states.items():
-        if "" in node:
-            offsets += [start, len(text)]
-            break
-    pieces, start = [], 0
-    for end in offsets + [len(text)]:
-        if start < end:
-            pieces.append(text[start:end])
-            start = end
-    return pieces
-
-
 class Encoding(dict):
     """What BatchEncoding gives us: ["input_ids"] and .input_ids (and attention_mask)."""
-    __getattr__ = dict.__getitem__
+    input_ids = property(lambda self: self["input_ids"])
+    attention_mask = property(lambda self: self["attention_mask"])
 
 
 class ClipTokenizer:
+    """What sd_trainplan uses of CLIPTokenizer (and diffusers' pipelines, in our tests), no more."""
     def __init__(self, folder: Path, config: dict, specials: Dict[str, Union[str, dict]], decoder: Dict[int, dict]):
         self._config = config  # tokenizer_config.json as read: save_pretrained writes it back
         self.encoder: Dict[str, int] = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
