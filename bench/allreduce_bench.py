@@ -26,10 +26,10 @@ def main() -> None:
     for dtype in (torch.bfloat16, torch.float32):
         flat = torch.ones(UNET_PARAMS, dtype=dtype, device="cuda")
         gib = flat.numel() * flat.element_size() / 2**30
-        whole = timed(lambda: dist.all_reduce(flat))
+        whole = timed(lambda flat=flat: dist.all_reduce(flat))
         per = (100 * 2**20) // flat.element_size()
         chunks = list(flat.split(per))
-        bucketed = timed(lambda: [dist.all_reduce(c) for c in chunks])
+        bucketed = timed(lambda chunks=chunks: [dist.all_reduce(c) for c in chunks])
         rows.append({"dtype": str(dtype), "gib": round(gib, 3), "whole_ms": round(whole, 2),
                      "buckets": len(chunks), "bucketed_ms": round(bucketed, 2),
                      "bus_gb_per_s": round(2 * (dist.get_world_size() - 1) / dist.get_world_size() * gib * 1.0737

@@ -7,7 +7,6 @@ baseline and with N:
   torchrun --nproc_per_node 1 bench/dp_profile.py ; torchrun --nproc_per_node 2 bench/dp_profile.py
 """
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path

@@ -85,8 +85,18 @@ class Window:
             for k in getattr(ev, "kernels", []):
                 if "elementwise_kernel<128, 4" not in k.name:
                     continue
-                frame = next((f for f in (ev.stack or []) if "sd_trainplan" in f or "torch/nn/modules" in f), "?")
-                key = f"{frame} {ev.name} {k.name.split('<')[-1][:60]}"
+                # the op that launched it is often an inner one (aten::copy_ under aten::contiguous): walk up
+                # to the op with a Python frame, or, in the backward pass (no Python), to the autograd node
+                chain, frame, p = [], None, ev
+                while p is not None and frame is None:
+                    chain.append(p.name.replace("autograd::engine::evaluate_function: ", "bwd "))
+                    frame = next((f for f in [p.name] + list(p.stack or []) if "sd_trainplan/" in f
+                                  or "torch/nn/modules" in f), None)
+                    p = p.cpu_parent
+                chain = [c for c in chain if "(" not in c or c.startswith("bwd")]  # ops, not Python frames
+                shapes = str(getattr(ev, "input_shapes", "") or "")[:80]
+                bwd = next((c for c in chain if c.startswith("bwd ")), "")
+                key = f"{frame or '?'} | {' < '.join(c for c in chain[:3] if c != bwd)} | {bwd} | {shapes}"
                 lines[key] = lines.get(key, 0.0) + k.duration / 1e3 / n  # (profiler_util.Kernel: µs)
         return {k: round(v, 3) for k, v in sorted(lines.items(), key=lambda kv: -kv[1])[:30]}
 
