@@ -4,9 +4,9 @@ Why it exists: a run on an SD1.x/SD2.x folder needs nothing else of transformers
 the models), and `import transformers` alone took 0.68 s of the start on the GPU machine (0.56 s of
 it transformers.dependency_versions_check). This mirrors transformers 4.46.1, for what we use:
 - models/clip/tokenization_clip.py: the text clean-up (ftfy.fix_text when ftfy imports, else
-  clip_text.basic_clean), the pattern, byte-level BPE with `</w>`;
+  clip_text_split.basic_clean), the pattern, byte-level BPE with `</w>`;
 - tokenization_utils.py: added tokens (the special ones, Textual Inversion's) cut out of the text
-  first (clip_text.trie_split), then its lstrip/rstrip/single_word rules; add_tokens' ids;
+  first (clip_text_split.trie_split), then its lstrip/rstrip/single_word rules; add_tokens' ids;
 - tokenization_utils_base.py: how from_pretrained reads the folder (tokenizer_config.json,
   special_tokens_map.json, added_tokens.json), truncation, padding, save_pretrained's files.
 `load_folder` returns None for a folder using anything beyond that; the caller then uses transformers.
@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Union
 
 import regex
 
-from .clip_text import basic_clean, trie_split
+from .clip_text_split import basic_clean, trie_split
 from .clip_vocab import N_MERGES, bytes_to_unicode
 
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
