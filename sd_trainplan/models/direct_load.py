@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -49,13 +50,14 @@ def read_part(part_dir: Path, stem: str, device: torch.device, dtype: torch.dtyp
     files = weight_files(part_dir, stem)
     if files is None:
         return None
-    from .safetensors_view import SafetensorsView, on_device
+    from safetensors import safe_open
     state = {}
-    for f in files:
-        opened = SafetensorsView(f)
-        for name in opened.keys():
-            t = on_device(opened.view(name), device)  # in the file's dtype across, then cast on the device
-            state[name] = t.to(dtype) if t.is_floating_point() else t
+    with ExitStack() as stack:
+        for f in files:
+            opened = stack.enter_context(safe_open(str(f), framework="pt"))
+            for name in opened.keys():
+                t = opened.get_tensor(name).to(device)  # in the file's dtype across, then cast on the device
+                state[name] = t.to(dtype) if t.is_floating_point() else t
     return state
 
 

@@ -36,7 +36,6 @@ from .optim import build_optimizer, set_lr
 from .phases import Phases
 from .step import StepMath, optimizer_update
 from .prior import PriorPreservation
-from .rehearsal import Rehearsal
 from .prompts import Prompts, fixed_prompts
 from .sampling import ddim_sample
 from .validation import fixed_grid_loss, stable_subset
@@ -93,12 +92,11 @@ def pick_device(name: str) -> torch.device:
 
 def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Callable[[], bool] = lambda: False,
           resume: Optional[str] = None, procs: Processes = Processes(), export: bool = True,
-          graph_capture: bool = True, started: Optional[float] = None, rehearse: bool = True) -> RunResult:
+          graph_capture: bool = True, started: Optional[float] = None) -> RunResult:
     """Run `cfg`. `export=False` (the LR range test: a probe) writes no result file and keeps no
     checkpoint at the end or on a stop. `graph_capture=False` runs the fast path's code without
     recording CUDA graphs, on any device (to check it against eager mode). `started`: the process's
-    start (time.monotonic()), when known, so the log counts the imports too. `rehearse=False`: no
-    stand-in of the first update while the model loads (rehearsal.py; to check it changes nothing)."""
+    start (time.monotonic()), when known, so the log counts the imports too."""
     emit = Emitter(list(sinks) if procs.main else [])
     phases = Phases(started=started)
     # ---- 1. check everything before any model work -------------------------------------------
@@ -117,7 +115,6 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
 
     # ---- 2. the model and what the method trains ----------------------------------------------
     loaded = adapter is None
-    autotune = torch.backends.cudnn.benchmark  # a process-wide switch: the host's own value comes back after
     if loaded:
         from ..models.load import load_model
         emit("prepare", message=f"loading model {cfg.model}")
@@ -127,12 +124,8 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
         # encode the images and prompts once, so this costs memory (~0.3 GB at SD1.5 size), not time.
         dtype = torch.bfloat16 if device.type == "cuda" and cfg.precision in ("auto", "bf16") \
             and cfg.method != "dreambooth" else torch.float32
-        rehearsal = Rehearsal.for_run(cfg, data, device) if rehearse else None
-        load = lambda: load_model(cfg.model, device, dtype=dtype, seed=cfg.seed,  # noqa: E731
-                                  config=cfg.model_config or None, masters=trained_in_fp32(cfg))
-        adapter = rehearsal.beside(load) if rehearsal is not None else load()
-        if rehearsal is not None and rehearsal.note:
-            emit("prepare", message=rehearsal.note)
+        adapter = load_model(cfg.model, device, dtype=dtype, seed=cfg.seed, config=cfg.model_config or None,
+                             masters=trained_in_fp32(cfg))
     method = make_method(adapter, cfg)
     took = phases.lap("load")
     if loaded:
@@ -141,6 +134,7 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
         emit("prepare", message=f"loaded in {took:.1f} s{detail}: {adapter.describe()}")
     if cfg.gradient_checkpointing:
         adapter.set_gradient_checkpointing(True)
+    autotune = torch.backends.cudnn.benchmark  # a process-wide switch: the host's own value comes back after
     undo = []  # what _run moved off the GPU (offload.py), put back however it ends
     try:
         return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases, undo)
@@ -198,7 +192,8 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
         # shapes are static per bucket: time the convolutions' algorithms once per shape, or (off) take
         # cuDNN's heuristic choice and skip that warm-up
         torch.backends.cudnn.benchmark = cudnn_benchmark(cfg)
-        if hasattr(adapter, "use_channels_last") and channels_last_for(cfg):
+        nhwc = cfg.channels_last == "on" or (cfg.channels_last == "auto" and cfg.batch_size <= 8)
+        if hasattr(adapter, "use_channels_last") and nhwc:
             adapter.use_channels_last()  # auto: measured faster at BS 1-4 on an H100, slower at 16
         if hasattr(adapter, "use_norms_in") and compute_dtype(cfg, device, adapter) == torch.bfloat16:
             adapter.use_norms_in(torch.bfloat16)  # no fp32 round trips around every norm (models/norms.py)
@@ -336,10 +331,6 @@ def _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export,
         emit("done", step=cfg.steps, total=cfg.steps, path=str(path), loss=last_loss, val_loss=val_loss,
              message=f"wrote {path} (times: {phases.summary(cfg.steps - start - 1)})")
     return RunResult(run_dir, cfg.steps, path, stopped, last_loss, val_loss, dict(phases.seconds))
-
-
-def channels_last_for(cfg: TrainConfig) -> bool:
-    return cfg.channels_last == "on" or (cfg.channels_last == "auto" and cfg.batch_size <= 8)
 
 
 def cudnn_benchmark(cfg: TrainConfig) -> bool:

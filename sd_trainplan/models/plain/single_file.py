@@ -63,23 +63,23 @@ def load_single_file_parts(path: Path, config_dir: Path, device: torch.device,
     """{unet, vae, text_encoder} on `device`, each in its dtype; None where this file is not for them."""
     if Path(path).suffix != ".safetensors" or unsupported_folder(config_dir) is not None:
         return None
-    from ..safetensors_view import SafetensorsView, on_device
+    from safetensors import safe_open
     built = {}
-    f = SafetensorsView(path)
-    keys = set(f.keys())
-    read = lru_cache(maxsize=2)(f.view)  # SD2's q, k, v: three parameters from one stacked tensor
-    for part, cls in classes().items():
-        with uninitialised():
-            model = cls.from_folder_config(Path(config_dir) / part)
-        where = file_names(part, model, keys)
-        if where is None:
-            return None
-        state = {}
-        for name, (key, take) in where.items():
-            t = on_device(take(read(key)), device)
-            state[name] = t.to(dtypes[part]) if t.is_floating_point() else t
-        model.load_state_dict(state, assign=True)
-        built[part] = model
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+        read = lru_cache(maxsize=2)(f.get_tensor)  # SD2's q, k, v: three parameters from one stacked tensor
+        for part, cls in classes().items():
+            with uninitialised():
+                model = cls.from_folder_config(Path(config_dir) / part)
+            where = file_names(part, model, keys)
+            if where is None:
+                return None
+            state = {}
+            for name, (key, take) in where.items():
+                t = take(read(key)).to(device)
+                state[name] = t.to(dtypes[part]) if t.is_floating_point() else t
+            model.load_state_dict(state, assign=True)
+            built[part] = model
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return built
