@@ -230,7 +230,7 @@ def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
                    masters: Iterable[str] = (), plain: bool = True) -> DiffusersAdapter:
     """'tiny', a diffusers folder, or a .safetensors/.ckpt single file (with `config` = a diffusers
     folder holding its configs, since nothing is fetched). Frozen parts in `dtype`, `masters` in fp32.
-    `plain=False`: an SD1/SD2 folder too in diffusers' and transformers' classes (models/plain otherwise)."""
+    `plain=False`: an SD1/SD2/SDXL folder too in diffusers' and transformers' classes (models/plain otherwise)."""
     masters = tuple(masters)
     if model == "tiny":
         from .tiny_diffusers import build_tiny
@@ -244,7 +244,7 @@ def load_diffusers(model: str, device="cpu", dtype=torch.float32, seed: int = 0,
             raise ModelLoadError(f"model: {model} is not a diffusers folder (no unet/ subfolder)")
         from .sdxl_diffusers import is_sdxl_folder, load_sdxl_folder
         if is_sdxl_folder(path):
-            return load_sdxl_folder(path, device, dtype, masters)
+            return load_sdxl_folder(path, device, dtype, masters, plain)
         return _load_folder(path, device, dtype, masters, plain)
     return _load_single_file(path, device, dtype, config, masters, plain)
 

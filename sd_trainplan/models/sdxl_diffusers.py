@@ -149,8 +149,7 @@ class DiffusersSdxlAdapter(DiffusersAdapter):
         return folder
 
     def describe(self) -> str:
-        n = sum(p.numel() for p in self._unet.parameters()) / 1e6
-        return f"diffusers SDXL model ({self.source}; UNet {n:.1f}M params, {self.prediction_type})"
+        return super().describe().replace("diffusers model", "diffusers SDXL model", 1)
 
 
 MODEL_INDEX = {
@@ -194,18 +193,22 @@ def folder_problems(path: Path) -> List[str]:
     return problems
 
 
-def load_sdxl_folder(path: Path, device, dtype, masters=()) -> DiffusersSdxlAdapter:
+def load_sdxl_folder(path: Path, device, dtype, masters=(), plain: bool = True) -> DiffusersSdxlAdapter:
     """Each part straight onto the device in its dtype (direct_load.load_folder_parts, as the SD path
-    does)."""
+    does), as models/plain's modules when every part's config is SDXL's (no diffusers or transformers
+    model code imported: seconds of a run's start), else as the libraries' (`plain=False` asks for those)."""
     import time
 
     from .direct_load import load_folder_parts
+    from .plain.parts import classes as plain_classes, unsupported_folder
     problems = folder_problems(path)
     if problems:
         raise ModelLoadError("\n".join(problems))
     device = torch.device(device)
+    why = unsupported_folder(path, PARTS) if plain else "asked for (plain=False)"
     try:
-        parts, seconds = load_folder_parts(path, PARTS, device, part_dtypes(dtype, masters, PARTS), _sdxl_classes)
+        parts, seconds = load_folder_parts(path, PARTS, device, part_dtypes(dtype, masters, PARTS),
+                                           plain_classes if why is None else _sdxl_classes, _sdxl_classes)
         t = time.monotonic()
         toks = [folder_tokenizer(path, s) for s in ("tokenizer", "tokenizer_2")]
         sched = folder_scheduler(path)
@@ -214,6 +217,7 @@ def load_sdxl_folder(path: Path, device, dtype, masters=()) -> DiffusersSdxlAdap
     adapter = DiffusersSdxlAdapter(parts["unet"], parts["vae"], parts["text_encoder"], parts["text_encoder_2"], *toks,
                                    sched, device, dtype, str(path), masters)
     adapter.load_seconds = {**seconds, "tokenizer": time.monotonic() - t}
+    adapter.library_reason = why
     adapter.stored_dtypes = folder_dtypes(path)
     return adapter
 

@@ -24,7 +24,7 @@ from torch import nn
 from ..ldm_names import SD_PREFIXES, unet_name_to_ldm, unet_pairs_for_state, vae_name_to_ldm
 from ..open_clip_names import reader
 from .blocks import uninitialised
-from .parts import classes, unsupported_folder
+from .parts import SD_PARTS, classes, unsupported_folder
 
 OPEN_CLIP = "cond_stage_model.model."  # SD2's text encoder (ldm's FrozenOpenCLIPEmbedder)
 
@@ -68,7 +68,7 @@ def load_single_file_parts(path: Path, config_dir: Path, device: torch.device,
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
         read = lru_cache(maxsize=2)(f.get_tensor)  # SD2's q, k, v: three parameters from one stacked tensor
-        for part, cls in classes().items():
+        for part, cls in ((p, classes()[p]) for p in SD_PARTS):
             with uninitialised():
                 model = cls.from_folder_config(Path(config_dir) / part)
             where = file_names(part, model, keys)

@@ -1,20 +1,24 @@
-"""SD1.x/SD2.x's UNet (diffusers' UNet2DConditionModel with the configs those models use).
+"""SD1.x/SD2.x's and SDXL's UNet (diffusers' UNet2DConditionModel with the configs those models use).
 
 SD1's configs say `attention_head_dim: 8` and mean 8 heads (a name diffusers kept for old configs):
 the heads per block are that number, and a head's width is the block's channels divided by it. SD2
 gives one count per block ([5, 10, 20, 20]: 64 channels a head) and projects in and out of the
 transformer with Linear layers instead of 1x1 convolutions (`use_linear_projection`).
+
+SDXL (`addition_embed_type: text_time`) adds what time_embeddings.py holds (the pooled text and
+size ids as a second embedding added to the timestep's), and stacks several transformer blocks in
+one attention (`transformer_layers_per_block`: [1, 2, 10], the middle block takes the last).
 """
 from __future__ import annotations
 
-import math
-from typing import List, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .blocks import Attention, Checkpointed, Config, Downsample2D, ResnetBlock2D, Sample, Saved, Upsample2D
+from .time_embeddings import TimestepEmbedding, added_embedding, added_embedding_unsupported, timestep_features
 
 DOWN = ("CrossAttnDownBlock2D", "DownBlock2D")
 # diffusers' defaults for the keys read here (a config.json may leave any of them out)
@@ -30,30 +34,32 @@ UP = ("CrossAttnUpBlock2D", "UpBlock2D")
 SD_VALUES = {
     "act_fn": "silu", "center_input_sample": False, "flip_sin_to_cos": True, "freq_shift": 0,
     "mid_block_type": "UNetMidBlock2DCrossAttn", "only_cross_attention": False, "dual_cross_attention": False,
-    "transformer_layers_per_block": 1, "reverse_transformer_layers_per_block": None, "encoder_hid_dim": None,
-    "encoder_hid_dim_type": None, "num_attention_heads": None, "class_embed_type": None,
-    "addition_embed_type": None, "addition_time_embed_dim": None, "num_class_embeds": None,
+    "reverse_transformer_layers_per_block": None, "encoder_hid_dim": None,
+    "encoder_hid_dim_type": None, "num_attention_heads": None, "class_embed_type": None, "num_class_embeds": None,
     "resnet_time_scale_shift": "default", "resnet_skip_time_act": False, "resnet_out_scale_factor": 1.0,
     "time_embedding_type": "positional", "time_embedding_dim": None, "time_embedding_act_fn": None,
     "timestep_post_act": None, "time_cond_proj_dim": None, "conv_in_kernel": 3, "conv_out_kernel": 3,
-    "projection_class_embeddings_input_dim": None, "attention_type": "default", "class_embeddings_concat": False,
+    "attention_type": "default", "class_embeddings_concat": False,
     "mid_block_only_cross_attention": None, "cross_attention_norm": None, "mid_block_scale_factor": 1,
     "downsample_padding": 1, "dropout": 0.0,
 }
 
 
 def unsupported(config: dict) -> Optional[str]:
-    """Why this UNet config is not one of SD1/SD2's (None when it is)."""
+    """Why this UNet config is not one of SD1/SD2's or SDXL's (None when it is)."""
     if config.get("_class_name", "UNet2DConditionModel") != "UNet2DConditionModel":
         return f"a {config['_class_name']}"
     for key, value in SD_VALUES.items():
-        if key in config and config[key] != value and not (key == "mid_block_type" and config[key] is None):
+        if key in config and config[key] != value:  # (mid_block_type None: no middle block in diffusers)
             return f"{key} = {config[key]!r}"
     c = {**DEFAULTS, **config}
     kinds = set(c["down_block_types"]) | set(c["up_block_types"])
     if not kinds <= set(DOWN + UP):
         return f"blocks {sorted(kinds - set(DOWN + UP))}"
-    return None
+    depth = c.get("transformer_layers_per_block", 1)  # SDXL's [1, 2, 10]; a list per block needs the reverse too
+    if not all(isinstance(d, int) for d in per_block(depth, 1)):
+        return f"transformer_layers_per_block = {depth!r}"
+    return added_embedding_unsupported(c)
 
 
 def per_block(value, n: int) -> List:
@@ -95,15 +101,26 @@ class FeedForward(nn.Module):
         return self.net[2](self.net[0](x))
 
 
+class AttentionKind(NamedTuple):
+    """What a level's transformers are: heads, the text's width, blocks stacked (SDXL: 1, 2 or 10),
+    the norm's groups and Linear (SD2, SDXL) or 1x1-conv projections."""
+    heads: int
+    context_dim: int
+    depth: int
+    groups: int
+    linear: bool
+
+
 class Transformer2DModel(nn.Module):
     """GroupNorm, project in, transformer blocks over the H*W positions, project out, residual."""
 
-    def __init__(self, ch: int, heads: int, context_dim: int, groups: int, linear: bool):
+    def __init__(self, ch: int, a: AttentionKind):
         super().__init__()
-        self.linear = linear
-        self.norm = nn.GroupNorm(groups, ch, eps=1e-6)
+        self.linear = linear = a.linear
+        self.norm = nn.GroupNorm(a.groups, ch, eps=1e-6)
         self.proj_in = nn.Linear(ch, ch) if linear else nn.Conv2d(ch, ch, 1)
-        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(ch, heads, ch // heads, context_dim)])
+        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(ch, a.heads, ch // a.heads, a.context_dim)
+                                                 for _ in range(a.depth)])
         self.proj_out = nn.Linear(ch, ch) if linear else nn.Conv2d(ch, ch, 1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -126,16 +143,16 @@ class Block(nn.Module):
     """One down or up block: resnets (each followed by a transformer in a cross-attention block),
     then a down- or upsampler."""
 
-    def __init__(self, kind: str, ins: Sequence[int], out: int, temb: int, heads: int, context_dim: int,
-                 groups: int, eps: float, linear: bool, sampler: Optional[str], down_padding: int = 1):
+    def __init__(self, kind: str, ins: Sequence[int], out: int, temb: int, a: AttentionKind, eps: float,
+                 sampler: Optional[str], down_padding: int = 1):
         super().__init__()
         # (registered in diffusers' order, attentions first: parameters() lists them in that order, and
         # so does a checkpoint's optimizer state)
         if kind.startswith("CrossAttn"):
-            self.attentions = nn.ModuleList([Transformer2DModel(out, heads, context_dim, groups, linear) for _ in ins])
+            self.attentions = nn.ModuleList([Transformer2DModel(out, a) for _ in ins])
         else:
             self.attentions = None
-        self.resnets = nn.ModuleList([ResnetBlock2D(i, out, temb, groups, eps) for i in ins])
+        self.resnets = nn.ModuleList([ResnetBlock2D(i, out, temb, a.groups, eps) for i in ins])
         if sampler == "down":
             self.downsamplers = nn.ModuleList([Downsample2D(out, down_padding)])
         elif sampler == "up":
@@ -160,32 +177,14 @@ class Block(nn.Module):
 
 
 class MidBlock(nn.Module):
-    def __init__(self, ch: int, temb: int, heads: int, context_dim: int, groups: int, eps: float, linear: bool):
+    def __init__(self, ch: int, temb: int, a: AttentionKind, eps: float):
         super().__init__()
-        self.attentions = nn.ModuleList([Transformer2DModel(ch, heads, context_dim, groups, linear)])
-        self.resnets = nn.ModuleList([ResnetBlock2D(ch, ch, temb, groups, eps) for _ in range(2)])
+        self.attentions = nn.ModuleList([Transformer2DModel(ch, a)])
+        self.resnets = nn.ModuleList([ResnetBlock2D(ch, ch, temb, a.groups, eps) for _ in range(2)])
 
     def forward(self, x, temb, context):
         x = self.resnets[0](x, temb)
         return self.resnets[1](self.attentions[0](x, context), temb)
-
-
-class TimestepEmbedding(nn.Module):
-    def __init__(self, ch: int, dim: int):
-        super().__init__()
-        self.linear_1 = nn.Linear(ch, dim)
-        self.linear_2 = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(F.silu(self.linear_1(x)))
-
-
-def timestep_features(t: torch.Tensor, ch: int) -> torch.Tensor:
-    """Sinusoidal features of the timesteps, cosines first (flip_sin_to_cos, shift 0)."""
-    half = ch // 2
-    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    angles = t[:, None].float() * freqs[None]
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
 class UNet2DConditionModel(Saved, nn.Module):
@@ -194,33 +193,38 @@ class UNet2DConditionModel(Saved, nn.Module):
         self.config = c = Config({**DEFAULTS, **config})
         blocks = list(c.block_out_channels)
         n = len(blocks)
-        groups, eps, linear = c.norm_num_groups, c.norm_eps, bool(c.use_linear_projection)
-        heads, contexts = per_block(c.attention_head_dim, n), per_block(c.cross_attention_dim, n)
-        layers = per_block(c.layers_per_block, n)
+        eps, layers = c.norm_eps, per_block(c.layers_per_block, n)
+        kinds = [AttentionKind(*a, c.norm_num_groups, bool(c.use_linear_projection)) for a in zip(
+            per_block(c.attention_head_dim, n), per_block(c.cross_attention_dim, n),
+            per_block(c.get("transformer_layers_per_block", 1), n))]
         temb = blocks[0] * 4
         self.conv_in = nn.Conv2d(c.in_channels, blocks[0], 3, padding=1)
         self.time_embedding = TimestepEmbedding(blocks[0], temb)
+        if c.get("addition_embed_type") == "text_time":  # SDXL (time_embeddings.py)
+            self.add_embedding = TimestepEmbedding(c.projection_class_embeddings_input_dim, temb)
         self.down_blocks = nn.ModuleList()
         self.up_blocks = nn.ModuleList()  # (before the mid block, as diffusers registers them)
         for i, kind in enumerate(c.down_block_types):
             ins = [blocks[max(i - 1, 0)]] + [blocks[i]] * (layers[i] - 1)
-            self.down_blocks.append(Block(kind, ins, blocks[i], temb, heads[i], contexts[i], groups, eps, linear,
-                                          "down" if i < n - 1 else None, c.downsample_padding))
-        self.mid_block = MidBlock(blocks[-1], temb, heads[-1], contexts[-1], groups, eps, linear)
-        rev, rheads, rcontexts, rlayers = blocks[::-1], heads[::-1], contexts[::-1], layers[::-1]
+            self.down_blocks.append(Block(kind, ins, blocks[i], temb, kinds[i], eps, "down" if i < n - 1 else None,
+                                          c.downsample_padding))
+        self.mid_block = MidBlock(blocks[-1], temb, kinds[-1], eps)
+        rev, rkinds, rlayers = blocks[::-1], kinds[::-1], layers[::-1]
         for i, kind in enumerate(c.up_block_types):
             prev, out, skip_in = rev[max(i - 1, 0)], rev[i], rev[min(i + 1, n - 1)]
             k = rlayers[i] + 1
             ins = [(prev if j == 0 else out) + (skip_in if j == k - 1 else out) for j in range(k)]
-            self.up_blocks.append(Block(kind, ins, out, temb, rheads[i], rcontexts[i], groups, eps, linear,
-                                        "up" if i < n - 1 else None))
-        self.conv_norm_out = nn.GroupNorm(groups, blocks[0], eps=eps)
+            self.up_blocks.append(Block(kind, ins, out, temb, rkinds[i], eps, "up" if i < n - 1 else None))
+        self.conv_norm_out = nn.GroupNorm(c.norm_num_groups, blocks[0], eps=eps)
         self.conv_out = nn.Conv2d(blocks[0], c.out_channels, 3, padding=1)
 
-    def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor) -> Sample:
+    def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
+                added_cond_kwargs: Optional[dict] = None) -> Sample:
         t = torch.as_tensor(timestep, device=sample.device)
         t = t.reshape(-1).expand(sample.shape[0])
         temb = self.time_embedding(timestep_features(t, self.conv_in.out_channels).to(sample.dtype))
+        if hasattr(self, "add_embedding"):
+            temb = temb + added_embedding(self, temb.dtype, added_cond_kwargs)
         x = self.conv_in(sample)
         skips = [x]
         for block in self.down_blocks:
