@@ -18,6 +18,9 @@ Inversion's update can be captured in a CUDA graph as SD's is.
 Exports read by the WebUI: an SDXL embedding {clip_l: n x 768, clip_g: n x 1280}; LoRA under kohya's
 SDXL names (lora_unet_ + the sgm module path, lora_te1_, lora_te2_ + transformers paths: the names
 SgmAdapter gives the WebUI's loaded model); Dreambooth as a single file in sgm's layout (sdxl_names.py).
+
+A folder whose four configs models/plain covers (SDXL base's) loads into those modules, with the
+libraries' names, so all of the above reads them as it reads diffusers' and transformers' models.
 """
 from __future__ import annotations
 
