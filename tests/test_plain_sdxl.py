@@ -229,3 +229,25 @@ def test_a_run_on_an_sdxl_folder_imports_neither_diffusers_nor_transformers_nor_
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert "IMPORTED [] 0" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
     assert "diffusers SDXL model" in out.stdout + out.stderr and "plain torch UNet" in out.stdout + out.stderr
+
+
+def test_full_size_sdxl_has_the_libraries_parameters_in_their_order():
+    """SDXL base's architecture (2.57B UNet, CLIP-L, bigG), built without memory on both sides: every
+    parameter's name and shape, in order (a real SDXL folder's files are these state dicts)."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from sd_trainplan.models.plain.blocks import uninitialised
+    from sd_trainplan.models.plain.parts import classes
+    from sd_trainplan.models.sdxl_diffusers import PARTS
+    from sd_trainplan.models.tiny_sdxl_diffusers import FULL
+    unet, vae, te1, te2 = FULL
+    with init_empty_weights():
+        libs = [UNet2DConditionModel(**unet), AutoencoderKL(**vae), CLIPTextModel(CLIPTextConfig(**te1)),
+                CLIPTextModelWithProjection(CLIPTextConfig(**te2))]
+    with uninitialised():
+        ours = [classes()[part](dict(cfg)) for part, cfg in zip(PARTS, FULL)]
+    for a, b in zip(ours, libs):
+        assert [(n, p.shape) for n, p in a.named_parameters()] == [(n, p.shape) for n, p in b.named_parameters()]
+    assert sum(p.numel() for p in ours[0].parameters()) == 2_567_463_684
