@@ -166,17 +166,23 @@ def test_a_run_imports_neither_diffusers_nor_transformers_nor_dynamo(tiny_folder
     model = tiny_folder_plain
     if kind == "single file":  # (the tiny model's architecture is detected and its shipped configs used)
         model = single_file(load_diffusers(str(tiny_folder_plain)), tmp_path / "tiny.safetensors")
+    assert "plain torch UNet" in train_importing_nothing(model, shapes_dir, tmp_path / "out")
+
+
+def train_importing_nothing(model, data, out) -> str:
+    """A 2-update LoRA run through the CLI in a fresh interpreter: it imports none of diffusers,
+    transformers, torch._dynamo and succeeds. Returns its output."""
     code = ("import sys\n"
             "from sd_trainplan.cli import main\n"
             f"sys.argv = ['sd_trainplan', 'train', '--method', 'lora', '--model', {str(model)!r},"
-            f" '--data', {str(shapes_dir)!r}, '--output', {str(tmp_path / 'out')!r}, '--steps', '2', '--resolution', '64',"
+            f" '--data', {str(data)!r}, '--output', {str(out)!r}, '--steps', '2', '--resolution', '64',"
             " '--batch-size', '2']\n"
             "rc = main()\n"
             "print('IMPORTED', sorted(m for m in ('diffusers', 'torch._dynamo', 'transformers')"
             " if m in sys.modules), rc)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert "IMPORTED [] 0" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
-    assert "plain torch UNet" in out.stdout + out.stderr
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert "IMPORTED [] 0" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    return run.stdout + run.stderr
 
 
 @pytest.fixture(scope="module")

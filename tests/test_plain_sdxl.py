@@ -6,8 +6,6 @@ torch._dynamo (issue 16: seconds of every SDXL run's start). What the adapter do
 LoRA, Dreambooth exports read by diffusers' loaders) is tests/test_sdxl_standalone.py, which now
 trains these modules."""
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -217,18 +215,9 @@ def test_sdxls_own_configs_are_covered(tmp_path):
 
 def test_a_run_on_an_sdxl_folder_imports_neither_diffusers_nor_transformers_nor_dynamo(shapes_dir, tmp_path):
     from sd_trainplan.models.tiny_sdxl_diffusers import save_tiny_sdxl_folder
-    model = save_tiny_sdxl_folder(tmp_path / "model")
-    code = ("import sys\n"
-            "from sd_trainplan.cli import main\n"
-            f"sys.argv = ['sd_trainplan', 'train', '--method', 'lora', '--model', {str(model)!r},"
-            f" '--data', {str(shapes_dir)!r}, '--output', {str(tmp_path / 'out')!r}, '--steps', '2', '--resolution', '64',"
-            " '--batch-size', '2']\n"
-            "rc = main()\n"
-            "print('IMPORTED', sorted(m for m in ('diffusers', 'torch._dynamo', 'transformers')"
-            " if m in sys.modules), rc)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert "IMPORTED [] 0" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
-    assert "diffusers SDXL model" in out.stdout + out.stderr and "plain torch UNet" in out.stdout + out.stderr
+    from test_plain_models import train_importing_nothing
+    said = train_importing_nothing(save_tiny_sdxl_folder(tmp_path / "model"), shapes_dir, tmp_path / "out")
+    assert "diffusers SDXL model" in said and "plain torch UNet" in said
 
 
 def test_full_size_sdxl_has_the_libraries_parameters_in_their_order():
