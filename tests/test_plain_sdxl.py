@@ -138,6 +138,26 @@ def test_text_encoders_and_the_conditioning_match_transformers_with_a_spliced_to
         close(plain.encode_prompts(prompts), lib.encode_prompts(prompts))
 
 
+def test_the_pooled_embedding_is_read_at_the_end_token_with_a_spliced_token(folder):
+    """SDXL's second encoder config says eos_token_id 2, so transformers pools at the highest id: with
+    a Textual Inversion token spliced in, that is the new token. The WebUI's embedder pools at the end
+    token, so the adapter does too: the conditioning trained is the one the WebUI gives."""
+    from sd_trainplan.models.sdxl_diffusers import unpack
+    adapter = load_diffusers(str(folder))
+    adapter.add_token("zwx", 1, "shape")
+    prompts = ["a zwx on a table", "a dog"]
+    ids = adapter.tokenize(prompts)
+    text2 = adapter.text_encoders()[1]
+    with torch.no_grad():
+        out = text2(ids[:, 1], output_hidden_states=True)
+        pooled = unpack(adapter.encode_prompts(prompts), adapter.vector_rows, adapter.pooled_dim)[1]
+        end = [row.tolist().index(adapter.tokenizer_2.eos_token_id) for row in ids[:, 1]]
+        at_end = text2.text_projection(out.last_hidden_state[torch.arange(2), end])
+    close(pooled, at_end)
+    close(pooled[1], out.text_embeds[1])  # no added token: where transformers reads it too
+    assert difference(pooled[0], out.text_embeds[0]) > 1e-3  # transformers' place: the spliced token
+
+
 def test_vae_encodes_and_decodes_as_diffusers(pair):
     plain, lib = pair
     assert plain.vae_scaling == lib.vae_scaling == 0.13025  # SDXL's, from its config

@@ -91,10 +91,20 @@ class DiffusersSdxlAdapter(DiffusersAdapter):
         h1 = self._text(ids[:, 0], output_hidden_states=True).hidden_states[-2]
         out2 = self._text2(ids[:, 1], output_hidden_states=True)
         cross = torch.cat([h1, out2.hidden_states[-2].to(h1.dtype)], dim=2)
-        pooled = out2.text_embeds
+        pooled = self.pooled_at_end_token(ids[:, 1], out2.last_hidden_state)
         # an empty prompt is [BOS, EOS, pad...]: zeros instead (on the device: no host sync, capturable)
         keep = (ids[:, 0, 1] != self.tokenizer.eos_token_id).to(cross.dtype)
         return pack(cross * keep.view(-1, 1, 1), pooled * keep.view(-1, 1).to(pooled.dtype), self.vector_rows)
+
+    def pooled_at_end_token(self, ids: torch.Tensor, last_hidden: torch.Tensor) -> torch.Tensor:
+        """The second encoder's projected output at each prompt's first end token, where the WebUI's
+        embedder (open_clip: the highest id, which is the end token in its vocabulary) reads it.
+        transformers reads SDXL's config (eos_token_id 2) at the highest id, which with a Textual
+        Inversion token spliced in (an id past the vocabulary) is that token: the pooled embedding
+        would be trained at a place the WebUI never reads. Without added tokens both are the same."""
+        end = (ids == self.tokenizer_2.eos_token_id).int().argmax(dim=-1)  # the first (argmax: first maximum)
+        rows = last_hidden[torch.arange(ids.shape[0], device=ids.device), end]
+        return self._text2.text_projection(rows)
 
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         unet = self._compiled if self._compiled is not None and torch.is_grad_enabled() else self._unet
