@@ -40,11 +40,11 @@ def main(out: Path, data: Path) -> None:
     cfg = TrainConfig(method="dreambooth", model=str(folder), data=str(data), output=str(out / "runs"),
                       resolution=64, batch_size=2, steps=2, lr=1e-3, train_text_encoder=True, token="zwx",
                       name="dreambooth")
-    export = train(cfg).export_path
-    trained = load_diffusers(str(export), config=str(folder))  # our own reading of the file we wrote
-    ids = trained.tokenize(PROMPTS)
-    with torch.no_grad():
-        cond = trained.encode_prompts(PROMPTS)  # what the UNet is conditioned on in training
+    adapter = load_diffusers(str(folder))
+    export = train(cfg, adapter=adapter).export_path
+    ids = adapter.tokenize(PROMPTS)
+    with torch.no_grad():  # the trained model as it is in memory, not as any reader reads the file back
+        cond = adapter.encode_prompts(PROMPTS)
     save_file({"ids": ids.contiguous(), "cond": cond.contiguous()}, str(out / "computed.safetensors"))
     (out / "files.json").write_text(json.dumps({"dreambooth": str(export), "prompts": PROMPTS}))
 

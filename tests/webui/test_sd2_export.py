@@ -3,7 +3,8 @@ writes SD2's OpenCLIP text encoder under `cond_stage_model.model.` in open_clip'
 single-file layout), and here ldm's own FrozenOpenCLIPEmbedder (ldm/modules/encoders/modules.py,
 the class SD2's v2-inference.yaml names, built on open_clip's ViT-S-32-alt text tower and its
 penultimate layer, as the yaml asks) loads those keys the way the WebUI loads a checkpoint
-(load_state_dict, strict=False) and conditions the same prompts as our adapter did.
+(load_state_dict, strict=False) and conditions the same prompts as the trained model did in memory
+before it was written.
 
 The standalone half (sd2_standalone_files.py) trains and writes in the standalone environment."""
 from __future__ import annotations
