@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,9 +26,7 @@ from sd_trainplan.train.lora import LoRASet
 from sd_trainplan.train.loop import train
 
 from loss_parts import loss_parts
-
-ROOT = Path(__file__).resolve().parents[2]
-STANDALONE = ROOT / ".venv" / "bin" / "python"
+from standalone_env import run_standalone
 PROMPTS = ["a photo of a red circle", "sks, a blue square on grey"]
 CASES = {"eps": 0, "v": 1}  # parameterization -> seed
 RANK, ALPHA = 4, 2.0        # alpha != rank, so a loader that ignores alpha is caught
@@ -78,15 +75,9 @@ def write_case(case: Path, parameterization: str, seed: int, data: Path) -> dict
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory, dataset):
-    if not STANDALONE.exists():
-        pytest.fail(f"needs the standalone environment with diffusers ({STANDALONE}): `make test` builds it")
     root = tmp_path_factory.mktemp("cross")
     made = {p: write_case(root / p, p, seed, dataset) for p, seed in CASES.items()}
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([str(STANDALONE), str(Path(__file__).with_name("cross_family_diffusers.py"))]
-                          + [str(root / p) for p in CASES], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_standalone("cross_family_diffusers.py", *(root / p for p in CASES), timeout=300)
     for p in CASES:
         made[p]["theirs"] = load_file(str(root / p / "out.safetensors"))
         made[p]["info"] = json.loads((root / p / "out.json").read_text())

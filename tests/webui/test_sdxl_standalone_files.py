@@ -12,30 +12,20 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from standalone_env import run_standalone
 from webui_host import start_webui, tiny_sdxl
-
-ROOT = Path(__file__).resolve().parents[2]
-STANDALONE = ROOT / ".venv" / "bin" / "python"
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory, dataset):
-    if not STANDALONE.exists():
-        pytest.fail(f"needs the standalone environment with diffusers ({STANDALONE}): `make test` builds it")
     out = tmp_path_factory.mktemp("sdxl-standalone")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([str(STANDALONE), str(Path(__file__).with_name("sdxl_standalone_files.py")), str(out),
-                           str(dataset)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_standalone("sdxl_standalone_files.py", out, dataset)
     info = json.loads((out / "files.json").read_text())
     return out, info
 
