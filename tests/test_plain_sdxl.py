@@ -12,6 +12,7 @@ import torch
 
 from sd_trainplan.models.diffusers_adapter import load_diffusers
 from sd_trainplan.models.tiny_sdxl_diffusers import TINY_UNET, TINY_VAE
+from test_plain_models import assert_same_vae
 
 # SDXL's structure at CPU-test widths: a first level without attention, a stack of transformer
 # blocks that grows with depth (1, 2, 3: the middle block takes the last, the up path the reverse:
@@ -161,12 +162,7 @@ def test_the_pooled_embedding_is_read_at_the_end_token_with_a_spliced_token(fold
 def test_vae_encodes_and_decodes_as_diffusers(pair):
     plain, lib = pair
     assert plain.vae_scaling == lib.vae_scaling == 0.13025  # SDXL's, from its config
-    g = torch.Generator().manual_seed(4)
-    pixels = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
-    for a, b in zip(plain.encode_images(pixels), lib.encode_images(pixels)):
-        close(a, b)
-    z = torch.randn(1, 4, 8, 8, generator=g)
-    close(plain.decode_latents(z), lib.decode_latents(z))
+    assert_same_vae(plain, lib, 4, close)
 
 
 def test_channels_last_and_bf16_norms_apply_to_the_plain_unet(pair):
