@@ -291,9 +291,10 @@ def load_folder(folder) -> Optional[ClipTokenizer]:
         by_content = {}
         for key, value in (_read(folder / "special_tokens_map.json") or {}).items():
             init[key] = added(**dict(value, special=True)) if isinstance(value, dict) else value
-        if _read(folder / "added_tokens.json"):
+        extra = _read(folder / "added_tokens.json")
+        if extra:
             specials = {_content(init[k]) for k in SPECIAL_KEYS if k != "additional_special_tokens" and init.get(k)}
-            for content, i in _read(folder / "added_tokens.json").items():
+            for content, i in extra.items():
                 decoder[i] = added(content, normalized=content not in specials, special=content in specials)
     specials = {}
     for key in SPECIAL_KEYS:
