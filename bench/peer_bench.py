@@ -78,12 +78,16 @@ else:
 """
 
 
+def make_model(folder: Path, kind: str, env: dict) -> Path:
+    """The random model of `kind` ('tiny' or 'sd1') as a diffusers folder, unless it is there."""
+    if not (folder / "model_index.json").is_file():
+        subprocess.run([sys.executable, "-c", MAKE_MODEL, str(folder), kind], check=True, env=env, cwd=ROOT)
+    return folder
+
+
 def prepare(work: Path, tiny: bool, env: dict):
     """(model folder, image folder), made once per work folder."""
-    model, images = work / "model", work / "images"
-    if not (model / "model_index.json").is_file():
-        subprocess.run([sys.executable, "-c", MAKE_MODEL, str(model), "tiny" if tiny else "sd1"], check=True,
-                       env=env, cwd=ROOT)
+    model, images = make_model(work / "model", "tiny" if tiny else "sd1", env), work / "images"
     if not images.is_dir():
         from PIL import Image
         import numpy as np
@@ -112,9 +116,7 @@ def prepare_kohya(work: Path, model: Path, images: Path, tiny: bool, env: dict):
       model folder holds; --tokenizer_cache_dir, its offline route, is a folder holding that name's
       tokenizer: the model's own."""
     if tiny:
-        model = work / "model-sd1"
-        if not (model / "model_index.json").is_file():
-            subprocess.run([sys.executable, "-c", MAKE_MODEL, str(model), "sd1"], check=True, env=env, cwd=ROOT)
+        model = make_model(work / "model-sd1", "sd1", env)
     kohya, tokenizers = work / "kohya-images", work / "kohya-tokenizer"
     if not kohya.is_dir():
         folder = kohya / "1_sks dog"
