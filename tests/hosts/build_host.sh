@@ -55,8 +55,27 @@ fi
 DEST=$(cd "$DEST" && pwd)
 
 # ---- 2. the venv ------------------------------------------------------------------------------
+# Disk: the two venvs would hold the same 2.6 GB of CUDA runtime twice (torch 2.1.2 and 2.3.1 pin the
+# same nvidia-*-cu12 wheels, NCCL aside) and pip's cache a third copy of every wheel. So pip keeps no
+# cache here, and the shared runtime wheels are installed once, in $CUDA beside the trees, which each
+# venv sees through a .pth file (torch finds nvidia/*/lib on sys.path). pip counts them as installed,
+# so torch's own pins are met and the venv holds what it would otherwise hold, at the same versions;
+# a pin that differs (Forge's NCCL) still goes into the venv itself, which comes first on sys.path.
+export PIP_NO_CACHE_DIR=1
+say "$(df -h --output=avail "$(dirname "$DEST")" | tail -1 | tr -d ' ') free on $(dirname "$DEST") (both WebUIs take about 10 GB)"
+CUDA=$(dirname "$DEST")/nvidia-cu12
+CUDA_WHEELS="nvidia-cublas-cu12==12.1.3.1 nvidia-cuda-cupti-cu12==12.1.105 nvidia-cuda-nvrtc-cu12==12.1.105
+  nvidia-cuda-runtime-cu12==12.1.105 nvidia-cudnn-cu12==8.9.2.26 nvidia-cufft-cu12==11.0.2.54
+  nvidia-curand-cu12==10.3.2.106 nvidia-cusolver-cu12==11.4.5.107 nvidia-cusparse-cu12==12.1.0.106
+  nvidia-nccl-cu12==2.18.1 nvidia-nvjitlink-cu12==12.9.86 nvidia-nvtx-cu12==12.1.105"  # torch 2.1.2's pins
+if [ ! -f "$CUDA/.ok" ]; then
+  rm -rf "$CUDA"
+  "$PYTHON" -m pip install -q --no-input --no-deps --target "$CUDA" $CUDA_WHEELS
+  touch "$CUDA/.ok"
+fi
 V=$DEST/venv/bin/python
 test -x "$V" || "$PYTHON" -m venv "$DEST/venv"
+echo "$CUDA" > "$("$V" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_sd_trainplan_nvidia_cu12.pth"
 PIP="$V -m pip install -q --no-input"
 case $KIND in
   a1111)
