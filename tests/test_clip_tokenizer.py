@@ -163,3 +163,18 @@ def test_folder_tokenizer_is_ours_for_a_clip_folder_and_transformers_otherwise(f
         assert load_folder(root / "tokenizer") is None
     (root / "tokenizer" / "tokenizer_config.json").write_text(json.dumps(dict(config, padding_side="left")))
     assert isinstance(folder_tokenizer(root), CLIPTokenizer)
+
+
+def test_sdxl_second_tokenizer_reads_the_text_as_its_saved_folder_does(tmp_path):
+    """The tiny SDXL's second tokenizer pads with "!" (SDXL's tokenizer_2). Its "!" is a special token
+    once saved and loaded back (by transformers and by us): in memory it must read a prompt's "!" the
+    same way, or a model trained in memory would be conditioned differently after its export."""
+    from sd_trainplan.models.sdxl_diffusers import sdxl_tokenizers
+    _, tok2 = sdxl_tokenizers()
+    tok2.save_pretrained(str(tmp_path))
+    theirs, ours = CLIPTokenizer.from_pretrained(str(tmp_path)), load_folder(tmp_path)
+    for prompt in ["a photo!", "!!", "hello !! world", "zwx dog, wow!!!"]:
+        ids = tok2(prompt, padding="max_length", max_length=77, truncation=True)["input_ids"]
+        assert ids == theirs(prompt, padding="max_length", max_length=77, truncation=True)["input_ids"], prompt
+        assert ids == ours(prompt, padding="max_length", max_length=77, truncation=True)["input_ids"], prompt
+    assert tok2.pad_token_id == 0

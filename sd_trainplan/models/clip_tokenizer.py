@@ -113,6 +113,13 @@ class ClipTokenizer:
             return self.added_tokens_encoder[token]
         return self.encoder.get(token, self.encoder.get(self.unk_token))
 
+    def pad_with(self, token: str) -> None:
+        """The pad token as a folder whose special_tokens_map names it loads it: a special (added) token,
+        so the text's own "!" reads as the pad id, not through the BPE. Setting `pad_token` alone (what
+        transformers does) would read "!" differently before a save and after it."""
+        self.pad_token = token
+        self._add([token], special=True)
+
     def add_tokens(self, new_tokens: Union[str, List[str]]) -> int:
         """Plain (not special) tokens, as Textual Inversion adds them; returns how many are new."""
         return self._add([new_tokens] if isinstance(new_tokens, str) else list(new_tokens), special=False)

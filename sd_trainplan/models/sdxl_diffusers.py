@@ -285,7 +285,7 @@ def sdxl_tokenizers():
     """CLIP-L's tokenizer and SDXL's second (the same vocabulary, padding with '!'), offline."""
     from .clip_vocab import clip_tokenizer
     tok, tok2 = clip_tokenizer(), clip_tokenizer()
-    tok2.pad_token = "!"
+    tok2.pad_with("!")  # as SDXL's tokenizer_2 folder loads: its saved copy tokenizes "a photo!" the same
     return tok, tok2
 
 
