@@ -154,11 +154,12 @@ def release(models) -> None:
 
 
 def standalone_model(tiny: bool, device):
-    """The standalone SDXL adapter as `train()` loads a folder: frozen parts in bf16 on a GPU."""
+    """The standalone SDXL adapter as `train()` loads a folder: models/plain's classes, frozen parts in
+    bf16 on a GPU."""
     from sd_trainplan.models.sdxl_diffusers import adapter_from_configs
     from sd_trainplan.models.tiny_sdxl_diffusers import FULL, TINY
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    return adapter_from_configs(TINY if tiny else FULL, "random SDXL (diffusers)", device, dtype)
+    return adapter_from_configs(TINY if tiny else FULL, "random SDXL (plain)", device, dtype, plain=True)
 
 
 def build_diffusers(tiny: bool, device):

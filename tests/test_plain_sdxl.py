@@ -256,3 +256,19 @@ def test_full_size_sdxl_has_the_libraries_parameters_in_their_order():
     for a, b in zip(ours, libs):
         assert [(n, p.shape) for n, p in a.named_parameters()] == [(n, p.shape) for n, p in b.named_parameters()]
     assert sum(p.numel() for p in ours[0].parameters()) == 2_567_463_684
+
+
+def test_random_sdxl_is_built_from_the_plain_classes_and_saves_what_the_libraries_load(tmp_path):
+    """random-sdxl (the benchmarks' SDXL, built from configs) is what a user's SDXL folder loads into:
+    the plain models, not diffusers' and transformers' classes, and they are the same model to them."""
+    from sd_trainplan.models.sdxl_diffusers import adapter_from_configs
+    ours = adapter_from_configs(CONFIGS, "random SDXL", seed=3, plain=True)
+    assert "plain torch UNet" in ours.describe()
+    lib = load_diffusers(str(ours.save_folder(tmp_path / "model")), plain=False)
+    assert "plain torch UNet" not in lib.describe()
+    prompts = ["a red circle!", "zwx on grey"]
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(2, 4, 8, 12, generator=g), torch.tensor([10, 700])
+    with torch.no_grad():
+        close(ours.encode_prompts(prompts), lib.encode_prompts(prompts))
+        close(ours.predict(x, t, ours.encode_prompts(prompts)), lib.predict(x, t, lib.encode_prompts(prompts)))

@@ -20,7 +20,7 @@ def load_model(model: str, device, dtype=torch.float32, seed: int = 0, config=No
     if model == "random-sdxl":
         from .sdxl_diffusers import adapter_from_configs
         from .tiny_sdxl_diffusers import FULL
-        return adapter_from_configs(FULL, "random SDXL", device, dtype, seed, masters=masters)
+        return adapter_from_configs(FULL, "random SDXL", device, dtype, seed, masters=masters, plain=True)
     if model in RANDOM:
         return random_model(model.split("-")[1], device, dtype, seed, masters)
     if model == "tiny" and not has_diffusers():

@@ -257,21 +257,32 @@ def folder_dtypes(path: Path) -> Dict[str, torch.dtype]:
 
 
 def build_sdxl(configs: Tuple[dict, dict, dict, dict], device="cpu", dtype=torch.float32, seed: int = 0,
-               masters=()) -> Tuple[nn.Module, ...]:
+               masters=(), plain: bool = False) -> Tuple[nn.Module, ...]:
     """(unet, vae, text_encoder, text_encoder_2) from configs, random weights from `seed`, built on
-    the device in the dtype each part trains in (a full-size one takes minutes to initialise on a CPU)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    the device in the dtype each part trains in (a full-size one takes minutes to initialise on a CPU).
+    `plain`: models/plain's classes, which an SDXL folder loads into (random-sdxl: a benchmark trains
+    what a user's folder trains); else diffusers' and transformers' (the tiny SDXL's folder is theirs,
+    so the tests also load a folder the libraries wrote)."""
     unet_cfg, vae_cfg, text_cfg, text2_cfg = configs
+    if plain:
+        from .plain.parts import classes, with_class_names
+        unet_cfg, vae_cfg, text_cfg = with_class_names(unet_cfg, vae_cfg, text_cfg)
+        text2_cfg = {"architectures": ["CLIPTextModelWithProjection"], "model_type": "clip_text_model", **text2_cfg}
+        c = classes()
+        makers = (lambda: c["unet"](unet_cfg), lambda: c["vae"](vae_cfg), lambda: c["text_encoder"](text_cfg),
+                  lambda: c["text_encoder_2"](text2_cfg))
+    else:
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+        makers = (lambda: UNet2DConditionModel(**unet_cfg), lambda: AutoencoderKL(**vae_cfg),
+                  lambda: CLIPTextModel(CLIPTextConfig(**text_cfg)),
+                  lambda: CLIPTextModelWithProjection(CLIPTextConfig(**text2_cfg)))
     old = torch.get_default_dtype()
     out = []
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            for part, make in (("unet", lambda: UNet2DConditionModel(**unet_cfg)),
-                               ("vae", lambda: AutoencoderKL(**vae_cfg)),
-                               ("text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**text_cfg))),
-                               ("text_encoder_2", lambda: CLIPTextModelWithProjection(CLIPTextConfig(**text2_cfg)))):
+            for part, make in zip(PARTS, makers):
                 low = dtype in (torch.bfloat16, torch.float16) and part.split("_2")[0] not in masters
                 torch.set_default_dtype(dtype if low else torch.float32)
                 with torch.device(device):
@@ -290,8 +301,8 @@ def sdxl_tokenizers():
 
 
 def adapter_from_configs(configs, source: str, device="cpu", dtype=torch.float32, seed: int = 0,
-                         prediction_type: str = "epsilon", masters=()) -> DiffusersSdxlAdapter:
+                         prediction_type: str = "epsilon", masters=(), plain: bool = False) -> DiffusersSdxlAdapter:
     from .tiny_sdxl_diffusers import SCHEDULER
-    unet, vae, te1, te2 = build_sdxl(configs, device, dtype, seed, masters)
+    unet, vae, te1, te2 = build_sdxl(configs, device, dtype, seed, masters, plain)
     sched = dict(SCHEDULER, prediction_type=prediction_type)
     return DiffusersSdxlAdapter(unet, vae, te1, te2, *sdxl_tokenizers(), sched, device, dtype, source, masters)
