@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import group_norm_nhwc
+
 
 def _cast(t, dtype):
     return None if t is None else t.to(dtype)
@@ -32,7 +34,10 @@ def _group_norm(m: nn.GroupNorm, dtype: torch.dtype, x: torch.Tensor) -> torch.T
     if not _in_autocast(x, dtype):
         return F.group_norm(x, m.num_groups, m.weight, m.bias, m.eps)  # nn.GroupNorm's own forward
     with torch.autocast(x.device.type, enabled=False):
-        return F.group_norm(x.to(dtype), m.num_groups, _cast(m.weight, dtype), _cast(m.bias, dtype), m.eps)
+        x, weight, bias = x.to(dtype), _cast(m.weight, dtype), _cast(m.bias, dtype)
+        if group_norm_nhwc.applies(x, m.num_groups):  # channels-last in, channels-last out (no NCHW copies)
+            return group_norm_nhwc.group_norm_nhwc(x, m.num_groups, weight, bias, m.eps)
+        return F.group_norm(x, m.num_groups, weight, bias, m.eps)
 
 
 def _layer_norm(m: nn.LayerNorm, dtype: torch.dtype, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,219 @@
+"""GroupNorm on channels-last activations without leaving channels-last (Triton kernels, CUDA only).
+
+PyTorch's CUDA GroupNorm makes a channels-last input NCHW-contiguous, normalises, and hands back an
+NCHW output that the next channels-last convolution copies back, forward and backward: on the SD1.5
+UNet those unvectorised copies around each of its 61 GroupNorms were about 4 ms of a 44 ms LoRA update
+(bench/profile_update.py --eager --stacks). These kernels read and write the NHWC layout as it is.
+
+Forward, x viewed as [N, HW, C] (C = G groups of Cg channels):
+  1. _partial_stats: each program takes ROWS pixels of one (sample, group) tile and writes their count,
+     mean and centred sum of squares (M2): no E[x^2] - E[x]^2 cancellation.
+  2. _finish_stats: per (sample, group), Chan's parallel combination of those partials -> mean, rstd.
+  3. _apply: y = x * (rstd * w) + (b - mean * rstd * w), channel by channel.
+Backward (xhat = (x - mean) * rstd, g = dy * w, M = HW * Cg):
+  1. _partial_grads: per tile, sum(g * xhat) and sum(g) for the group; and per channel, sum(dy * xhat)
+     and sum(dy) (dw and db, summed over samples and tiles afterwards).
+  2. dx = rstd * (g - (sum(g) + xhat * sum(g * xhat)) / M).
+All sums are fp32, in a fixed order (no atomics): the same input gives the same bits. The tile shape
+is fixed (constexprs do not depend on the layer), so each kernel compiles once per dtype, not once
+per layer shape: Triton's compile is seconds of a fresh machine's first run.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+ROWS = 64        # pixels per tile
+CG_BLOCK = 64    # channels of one group per tile (SD's GroupNorms: 32 groups of 4 to 40 channels)
+C_BLOCK = 128    # channels per tile in the elementwise kernels
+MAX_TILES = 1024  # tiles of one (sample, group) the finishing kernel merges: up to 65,536 pixels (a 2048 px image)
+
+
+@functools.lru_cache(maxsize=None)
+def available() -> bool:
+    """Asked for (SD_TRAINPLAN_TRITON_GN=1) and Triton importable (it comes with PyTorch's CUDA builds
+    on Linux). Off by default until a GPU benchmark has measured it against PyTorch's GroupNorm
+    (docs/PERFORMANCE.md): checked so far in Triton's interpreter on a CPU only."""
+    if os.environ.get("SD_TRAINPLAN_TRITON_GN", "0") != "1":
+        return False
+    try:
+        _kernels()
+    except ImportError:
+        return False
+    return True
+
+
+def applies(x: torch.Tensor, num_groups: int) -> bool:
+    """A channels-last CUDA activation with pixels to normalise over (or the Triton interpreter on a
+    CPU, for the tests)."""
+    on_device = x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+    return (on_device and x.dim() == 4 and x.shape[2] * x.shape[3] > 1 and x.shape[1] % num_groups == 0
+            and x.shape[1] // num_groups <= CG_BLOCK and triton_cdiv(x.shape[2] * x.shape[3], ROWS) <= MAX_TILES
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and x.dtype in (torch.float32, torch.bfloat16, torch.float16) and available())
+
+
+def group_norm_nhwc(x: torch.Tensor, num_groups: int, weight, bias, eps: float) -> torch.Tensor:
+    """F.group_norm for a channels-last x (see `applies`); the output is channels-last too."""
+    return _GroupNormNHWC.apply(x, num_groups, weight, bias, eps)
+
+
+class _GroupNormNHWC(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, num_groups, weight, bias, eps):
+        k = _kernels()
+        n, c, h, w = x.shape
+        hw, cg = h * w, c // num_groups
+        xv = x.permute(0, 2, 3, 1)  # [N, H, W, C], contiguous
+        tiles = triton_cdiv(hw, ROWS)
+        parts = torch.empty(3, n * num_groups, tiles, device=x.device, dtype=torch.float32)
+        k.partial_stats[(n * num_groups, tiles)](xv, parts, hw, c, cg, num_groups, tiles, n * num_groups, ROWS=ROWS,
+                                                  CG_BLOCK=CG_BLOCK)
+        stats = torch.empty(2, n * num_groups, device=x.device, dtype=torch.float32)  # mean, rstd
+        k.finish_stats[(n * num_groups,)](parts, stats, tiles, n * num_groups, eps, MAX_TILES=MAX_TILES)
+        y = torch.empty_like(x)  # channels-last, as x
+        wt = weight if weight is not None else x.new_ones(c)
+        bt = bias if bias is not None else x.new_zeros(c)
+        k.apply[(n, triton_cdiv(hw, ROWS), triton_cdiv(c, C_BLOCK))](
+            xv, y.permute(0, 2, 3, 1), stats, wt, bt, hw, c, cg, num_groups, n * num_groups, ROWS=ROWS,
+            C_BLOCK=C_BLOCK)
+        ctx.save_for_backward(x, stats, wt)
+        ctx.num_groups, ctx.has_weight, ctx.has_bias = num_groups, weight is not None, bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        k = _kernels()
+        x, stats, wt = ctx.saved_tensors
+        g = ctx.num_groups
+        n, c, h, w = x.shape
+        hw, cg = h * w, c // g
+        dy = dy.contiguous(memory_format=torch.channels_last)
+        xv, dyv = x.permute(0, 2, 3, 1), dy.permute(0, 2, 3, 1)
+        tiles = triton_cdiv(hw, ROWS)
+        sums = torch.empty(2, n * g, tiles, device=x.device, dtype=torch.float32)  # sum(g*xhat), sum(g)
+        chan = torch.zeros(2, n * tiles, c, device=x.device, dtype=torch.float32)  # dy*xhat, dy per channel
+        k.partial_grads[(n * g, tiles)](xv, dyv, stats, wt, sums, chan, hw, c, cg, g, tiles, n, ROWS=ROWS,
+                                        CG_BLOCK=CG_BLOCK)
+        totals = sums.sum(dim=2)  # [2, N*G], fixed order
+        dx = torch.empty_like(x)
+        k.input_grad[(n, triton_cdiv(hw, ROWS), triton_cdiv(c, C_BLOCK))](
+            xv, dyv, dx.permute(0, 2, 3, 1), stats, wt, totals, hw, c, cg, g, n * g, ROWS=ROWS, C_BLOCK=C_BLOCK)
+        per_channel = chan.sum(dim=1)  # [2, C]
+        dw = per_channel[0].to(wt.dtype) if ctx.has_weight and ctx.needs_input_grad[2] else None
+        db = per_channel[1].to(wt.dtype) if ctx.has_bias and ctx.needs_input_grad[3] else None
+        return dx, None, dw, db, None
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    """The Triton kernels, defined at the first use (importing triton costs a second; CPU-only and
+    WebUI-hosted runs never pay it)."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def partial_stats(x, parts, HW, C, CG, G, TILES, NG, ROWS: tl.constexpr, CG_BLOCK: tl.constexpr):
+        ng, t = tl.program_id(0), tl.program_id(1)
+        n, grp = ng // G, ng % G
+        rows = t * ROWS + tl.arange(0, ROWS)
+        cols = tl.arange(0, CG_BLOCK)
+        mask = (rows < HW)[:, None] & (cols < CG)[None, :]
+        offs = n.to(tl.int64) * HW * C + rows[:, None].to(tl.int64) * C + grp * CG + cols[None, :]
+        v = tl.load(x + offs, mask=mask, other=0.0).to(tl.float32)
+        count = (tl.minimum(HW - t * ROWS, ROWS) * CG).to(tl.float32)
+        mean = tl.sum(tl.sum(v, axis=1), axis=0) / count
+        d = tl.where(mask, v - mean, 0.0)
+        m2 = tl.sum(tl.sum(d * d, axis=1), axis=0)
+        base = ng * TILES + t
+        tl.store(parts + base, count)
+        tl.store(parts + NG * TILES + base, mean)
+        tl.store(parts + 2 * NG * TILES + base, m2)
+
+    @triton.jit
+    def finish_stats(parts, stats, TILES, NG, eps, MAX_TILES: tl.constexpr):
+        ng = tl.program_id(0)
+        idx = tl.arange(0, MAX_TILES)  # Chan et al.: the (count, mean, M2) partials merged at once
+        m = idx < TILES
+        cnt = tl.load(parts + ng * TILES + idx, mask=m, other=0.0)
+        mu = tl.load(parts + NG * TILES + ng * TILES + idx, mask=m, other=0.0)
+        m2 = tl.load(parts + 2 * NG * TILES + ng * TILES + idx, mask=m, other=0.0)
+        total = tl.sum(cnt, axis=0)
+        mean = tl.sum(cnt * mu, axis=0) / total
+        dm = tl.where(m, mu - mean, 0.0)
+        var = tl.sum(m2 + cnt * dm * dm, axis=0) / total
+        tl.store(stats + ng, mean)
+        tl.store(stats + NG + ng, 1.0 / tl.sqrt(var + eps))
+
+    @triton.jit
+    def apply(x, y, stats, w, b, HW, C, CG, G, NG, ROWS: tl.constexpr, C_BLOCK: tl.constexpr):
+        n, t, cb = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        rows = t * ROWS + tl.arange(0, ROWS)
+        cols = cb * C_BLOCK + tl.arange(0, C_BLOCK)
+        cmask = cols < C
+        mask = (rows < HW)[:, None] & cmask[None, :]
+        group = n * G + cols // CG
+        mean = tl.load(stats + group, mask=cmask, other=0.0)
+        rstd = tl.load(stats + NG + group, mask=cmask, other=0.0)
+        scale = rstd * tl.load(w + cols, mask=cmask, other=0.0).to(tl.float32)
+        shift = tl.load(b + cols, mask=cmask, other=0.0).to(tl.float32) - mean * scale
+        offs = n.to(tl.int64) * HW * C + rows[:, None].to(tl.int64) * C + cols[None, :]
+        v = tl.load(x + offs, mask=mask, other=0.0).to(tl.float32)
+        tl.store(y + offs, (v * scale[None, :] + shift[None, :]).to(y.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def partial_grads(x, dy, stats, w, sums, chan, HW, C, CG, G, TILES, N, ROWS: tl.constexpr,
+                      CG_BLOCK: tl.constexpr):
+        ng, t = tl.program_id(0), tl.program_id(1)
+        NG = N * G
+        n, grp = ng // G, ng % G
+        rows = t * ROWS + tl.arange(0, ROWS)
+        cols = tl.arange(0, CG_BLOCK)
+        cmask = cols < CG
+        mask = (rows < HW)[:, None] & cmask[None, :]
+        offs = n.to(tl.int64) * HW * C + rows[:, None].to(tl.int64) * C + grp * CG + cols[None, :]
+        v = tl.load(x + offs, mask=mask, other=0.0).to(tl.float32)
+        d = tl.load(dy + offs, mask=mask, other=0.0).to(tl.float32)
+        mean = tl.load(stats + ng)
+        rstd = tl.load(stats + NG + ng)
+        xhat = tl.where(mask, (v - mean) * rstd, 0.0)
+        wg = tl.load(w + grp * CG + cols, mask=cmask, other=0.0).to(tl.float32)
+        gw = d * wg[None, :]
+        tl.store(sums + ng * TILES + t, tl.sum(tl.sum(gw * xhat, axis=1), axis=0))
+        tl.store(sums + NG * TILES + ng * TILES + t, tl.sum(tl.sum(gw, axis=1), axis=0))
+        row = (n * TILES + t).to(tl.int64) * C + grp * CG + cols
+        tl.store(chan + row, tl.sum(d * xhat, axis=0), mask=cmask)
+        tl.store(chan + N * TILES * C + row, tl.sum(d, axis=0), mask=cmask)
+
+    @triton.jit
+    def input_grad(x, dy, dx, stats, w, totals, HW, C, CG, G, NG, ROWS: tl.constexpr, C_BLOCK: tl.constexpr):
+        n, t, cb = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        rows = t * ROWS + tl.arange(0, ROWS)
+        cols = cb * C_BLOCK + tl.arange(0, C_BLOCK)
+        cmask = cols < C
+        mask = (rows < HW)[:, None] & cmask[None, :]
+        group = n * G + cols // CG
+        mean = tl.load(stats + group, mask=cmask, other=0.0)
+        rstd = tl.load(stats + NG + group, mask=cmask, other=0.0)
+        s_gx = tl.load(totals + group, mask=cmask, other=0.0)
+        s_g = tl.load(totals + NG + group, mask=cmask, other=0.0)
+        wc = tl.load(w + cols, mask=cmask, other=0.0).to(tl.float32)
+        m = (HW * CG).to(tl.float32)
+        offs = n.to(tl.int64) * HW * C + rows[:, None].to(tl.int64) * C + cols[None, :]
+        v = tl.load(x + offs, mask=mask, other=0.0).to(tl.float32)
+        d = tl.load(dy + offs, mask=mask, other=0.0).to(tl.float32)
+        xhat = (v - mean[None, :]) * rstd[None, :]
+        out = rstd[None, :] * (d * wc[None, :] - (s_g[None, :] + xhat * s_gx[None, :]) / m)
+        tl.store(dx + offs, out.to(dx.dtype.element_ty), mask=mask)
+
+    class K:
+        pass
+    K.partial_stats, K.finish_stats, K.apply = partial_stats, finish_stats, apply
+    K.partial_grads, K.input_grad = partial_grads, input_grad
+    return K

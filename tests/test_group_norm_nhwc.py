@@ -1,0 +1,96 @@
+"""GroupNorm on channels-last activations (models/group_norm_nhwc.py, Triton): what it computes is
+F.group_norm's output and gradients, for SD's layer shapes (4 to 40 channels a group, several tiles of
+pixels with a partial last one, large means), in fp32 and bf16, the same bits twice; a norms_in model
+under bf16 autocast uses it only when asked (SD_TRAINPLAN_TRITON_GN=1) and only on channels-last input.
+
+CI has no GPU: the kernels run in Triton's interpreter on the CPU (TRITON_INTERPRET=1, set before
+Triton is imported, so in a child process). On a GPU the last test runs them compiled."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+CHECK = r"""
+import json, sys
+import torch, torch.nn.functional as F
+from torch import nn
+from sd_trainplan.models.group_norm_nhwc import applies, group_norm_nhwc
+from sd_trainplan.models.norms import norms_in
+device = sys.argv[1]
+out = {}
+torch.manual_seed(0)
+# (n, c, h, w, groups, dtype, weight): SD1.5's levels at 8 groups-of-channels sizes, tiles of 64 pixels
+for n, c, h, w, g, dtype, affine in [(2, 128, 9, 8, 32, "float32", True), (1, 320, 11, 13, 32, "float32", True),
+                                     (2, 1280, 4, 4, 32, "float32", False), (1, 64, 12, 12, 8, "bfloat16", True)]:
+    dt = getattr(torch, dtype)
+    x = (torch.randn(n, c, h, w, device=device) * 3 + 40).to(dt).contiguous(memory_format=torch.channels_last)
+    wt = torch.randn(c, device=device, dtype=dt) if affine else None
+    bt = torch.randn(c, device=device, dtype=dt) if affine else None
+    dy = torch.randn(n, c, h, w, device=device, dtype=dt)
+    assert applies(x, g), (n, c, h, w)
+    leaves = [t.requires_grad_() for t in (x, wt, bt) if t is not None]
+    y = group_norm_nhwc(x, g, wt, bt, 1e-5)
+    grads = torch.autograd.grad(y, leaves, dy)
+    y_again = group_norm_nhwc(x, g, wt, bt, 1e-5)
+    ref_leaves = [t.detach().float().contiguous().requires_grad_() for t in leaves]
+    rx, rw, rb = (ref_leaves + [None, None])[:3]
+    ry = F.group_norm(rx, g, rw, rb, 1e-5)
+    rgrads = torch.autograd.grad(ry, ref_leaves, dy.float())
+    err = lambda a, b: ((a.float() - b).abs().max() / b.abs().max()).item()
+    out[f"{n}x{c}x{h}x{w}/{g} {dtype}"] = dict(
+        y=err(y, ry), grads=[err(a, b) for a, b in zip(grads, rgrads)],
+        channels_last=[t.is_contiguous(memory_format=torch.channels_last) for t in (y, grads[0])],
+        same_bits=torch.equal(y, y_again))
+# a model's GroupNorm through norms_in under bf16 autocast: the kernels on channels-last input only
+m = nn.Sequential(nn.GroupNorm(8, 32)).to(device)
+norms_in(m, torch.bfloat16)
+with torch.autocast(device, dtype=torch.bfloat16):
+    x = torch.randn(2, 32, 6, 6, device=device)
+    out["grad_fn"] = [type(m(x.contiguous(memory_format=cl).requires_grad_()).grad_fn).__name__
+                      for cl in (torch.channels_last, torch.contiguous_format)]
+print("RESULT", json.dumps(out))
+"""
+
+
+def run_check(device: str, **env):
+    env = dict(os.environ, SD_TRAINPLAN_TRITON_GN="1", **env)
+    proc = subprocess.run([sys.executable, "-c", CHECK, device], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[7:])
+
+
+def assert_matches_group_norm(out, bf16_tol):
+    for case, r in ((k, v) for k, v in out.items() if k != "grad_fn"):
+        tol = bf16_tol if "bfloat16" in case else 1e-5
+        assert r["y"] < tol, (case, r)
+        assert max(r["grads"]) < tol, (case, r)
+        assert r["channels_last"] == [True, True], (case, r)
+        assert r["same_bits"], case
+    assert out["grad_fn"][0] == "_GroupNormNHWCBackward"
+    assert out["grad_fn"][1] != "_GroupNormNHWCBackward"  # NCHW input: PyTorch's own GroupNorm
+
+
+def test_kernels_compute_group_norm_in_the_triton_interpreter():
+    pytest.importorskip("triton")
+    assert_matches_group_norm(run_check("cpu", TRITON_INTERPRET="1"), bf16_tol=2e-2)
+
+
+def test_off_unless_asked_and_never_on_a_cpu_tensor():
+    from sd_trainplan.models import group_norm_nhwc
+    x = torch.randn(1, 32, 4, 4).contiguous(memory_format=torch.channels_last)
+    assert not group_norm_nhwc.applies(x, 8)  # a CPU tensor (no interpreter): PyTorch's GroupNorm
+    code = ("import torch; from sd_trainplan.models import group_norm_nhwc as g; "
+            "print(g.available(), g.applies(torch.randn(1, 32, 4, 4).cuda().contiguous("
+            "memory_format=torch.channels_last), 8) if torch.cuda.is_available() else None)")
+    env = {k: v for k, v in os.environ.items() if k != "SD_TRAINPLAN_TRITON_GN"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split()[0] == "False"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_kernels_compute_group_norm_on_the_gpu():
+    assert_matches_group_norm(run_check("cuda"), bf16_tol=2e-2)
