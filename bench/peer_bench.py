@@ -17,7 +17,8 @@ Trainers: `ours` (this checkout, `python -m sd_trainplan train`), `base` (the sa
 at --base-root: the baseline), `diffusers` (the v0.31.0 example scripts train_dreambooth.py,
 train_dreambooth_lora.py and textual_inversion.py, unmodified, from --diffusers DIR; fetched, never
 committed), `kohya` (sd-scripts' train_db.py / train_network.py from --kohya DIR). `ours:NAME=VALUE`
-runs ours with one more training flag (e.g. ours:cudnn-benchmark=off).
+runs ours with one more training flag (e.g. ours:cudnn-benchmark=off), `ours:env:NAME=VALUE` with one
+more environment variable (e.g. ours:env:SD_TRAINPLAN_TRITON_GN=1).
 
   python bench/peer_bench.py --work /tmp/peer --out bench/results/peer.json
       [--cases db1-120,lora4-120,ti4-220,db4-220,db1-1600] [--trainers ours,diffusers,base]
@@ -246,12 +247,15 @@ def main() -> int:
         name = trainer.split(":")[0]
         if name in ("ours", "base"):
             root = ROOT if name == "ours" else Path(args.base_root)
-            extra = []
-            if ":" in trainer:
+            extra, more_env = [], {}
+            if trainer.startswith(f"{name}:env:"):  # ours:env:SD_TRAINPLAN_TRITON_GN=1
+                key, value = trainer.split(":", 2)[2].split("=", 1)
+                more_env[key] = value
+            elif ":" in trainer:
                 flag, value = trainer.split(":", 1)[1].split("=")
                 extra = [f"--{flag}", value]
             cmd, cwd = ours_cmd(case, model, images, dest, res, steps, extra), root
-            run_env = dict(env, PYTHONPATH=os.pathsep.join([str(root), site]))
+            run_env = dict(env, PYTHONPATH=os.pathsep.join([str(root), site]), **more_env)
         elif name == "diffusers":
             cmd, cwd = diffusers_cmd(case, model, images, dest, res, steps, Path(args.diffusers), gpu), dest
             run_env = env
