@@ -9,7 +9,8 @@
 #                 HOSTS_SRC's generative-models tarball: the commit the WebUI pins)
 #   /usr/bin/chromium  Debian's Chromium, for the browser tests (Playwright drives it; never a downloaded browser)
 #   build/hosts/  the real WebUIs the tests boot: AUTOMATIC1111 v1.10.1 (torch 2.1.2) and Forge (torch 2.3.1),
-#                 each with its own venv, from HOSTS_SRC (tests/hosts/build_host.sh; about 4 minutes each)
+#                 each with its own venv (the CUDA runtime wheels both pin shared in build/hosts/nvidia-cu12), from
+#                 HOSTS_SRC (tests/hosts/build_host.sh; about 3.5 minutes each)
 PY ?= python3
 TORCH := .venv-torch
 VENV := .venv
