@@ -94,7 +94,7 @@ class _GroupNormNHWC(torch.autograd.Function):
         xv, dyv = x.permute(0, 2, 3, 1), dy.permute(0, 2, 3, 1)
         tiles = triton_cdiv(hw, ROWS)
         sums = torch.empty(2, n * g, tiles, device=x.device, dtype=torch.float32)  # sum(g*xhat), sum(g)
-        chan = torch.zeros(2, n * tiles, c, device=x.device, dtype=torch.float32)  # dy*xhat, dy per channel
+        chan = torch.empty(2, n * tiles, c, device=x.device, dtype=torch.float32)  # dy*xhat, dy: each written once
         k.partial_grads[(n * g, tiles)](xv, dyv, stats, wt, sums, chan, hw, c, cg, g, tiles, n, ROWS=ROWS,
                                         CG_BLOCK=CG_BLOCK)
         totals = sums.sum(dim=2)  # [2, N*G], fixed order
