@@ -94,3 +94,18 @@ def test_off_unless_asked_and_never_on_a_cpu_tensor():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_kernels_compute_group_norm_on_the_gpu():
     assert_matches_group_norm(run_check("cuda"), bf16_tol=2e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_start_thread_compiles_the_kernels_when_they_are_on(tmp_path):
+    """Triton compiles at the first call (seconds on a fresh machine): where the kernels are on, the
+    thread that starts the GPU while the model loads (train/gpu_start.py) compiles all five."""
+    code = "import torch; from sd_trainplan.train.gpu_start import start_gpu; start_gpu(torch.device('cuda')).join()"
+    for on, expected in (("1", 5), ("0", 0)):
+        cache = tmp_path / f"triton-{on}"
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=300,
+                       env=dict(os.environ, SD_TRAINPLAN_TRITON_GN=on, TRITON_CACHE_DIR=str(cache)))
+        names = {p.stem for p in cache.rglob("*.json") if not p.name.startswith("__grp__")} if cache.exists() else set()
+        assert len({n for n in names if n in ("partial_stats", "finish_stats", "apply", "partial_grads",
+                                               "input_grad")}) == expected, names
