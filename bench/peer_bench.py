@@ -18,7 +18,7 @@ at --base-root: the baseline), `diffusers` (the v0.31.0 example scripts train_dr
 train_dreambooth_lora.py and textual_inversion.py, unmodified, from --diffusers DIR; fetched, never
 committed), `kohya` (sd-scripts' train_db.py / train_network.py from --kohya DIR). `ours:NAME=VALUE`
 runs ours with one more training flag (e.g. ours:cudnn-benchmark=off), `ours:env:NAME=VALUE` with one
-more environment variable (e.g. ours:env:SD_TRAINPLAN_TRITON_GN=1).
+more environment variable (e.g. ours:env:SD_TRAINPLAN_TRITON=all).
 
   python bench/peer_bench.py --work /tmp/peer --out bench/results/peer.json
       [--cases db1-120,lora4-120,ti4-220,db4-220,db1-1600] [--trainers ours,diffusers,base]
@@ -248,7 +248,7 @@ def main() -> int:
         if name in ("ours", "base"):
             root = ROOT if name == "ours" else Path(args.base_root)
             extra, more_env = [], {}
-            if trainer.startswith(f"{name}:env:"):  # ours:env:SD_TRAINPLAN_TRITON_GN=1
+            if trainer.startswith(f"{name}:env:"):  # ours:env:SD_TRAINPLAN_TRITON=all
                 key, value = trainer.split(":", 2)[2].split("=", 1)
                 more_env[key] = value
             elif ":" in trainer:

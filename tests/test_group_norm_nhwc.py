@@ -1,7 +1,7 @@
 """GroupNorm on channels-last activations (models/group_norm_nhwc.py, Triton): what it computes is
 F.group_norm's output and gradients, for SD's layer shapes (4 to 40 channels a group, several tiles of
 pixels with a partial last one, large means), in fp32 and bf16, the same bits twice; a norms_in model
-under bf16 autocast uses it only when asked (SD_TRAINPLAN_TRITON_GN=1) and only on channels-last input.
+under bf16 autocast uses it only when asked (SD_TRAINPLAN_TRITON=groupnorm) and only on channels-last input.
 
 CI has no GPU: the kernels run in Triton's interpreter on the CPU (TRITON_INTERPRET=1, set before
 Triton is imported, so in a child process). On a GPU the last test runs them compiled."""
@@ -56,7 +56,7 @@ print("RESULT", json.dumps(out))
 
 
 def run_check(device: str, **env):
-    env = dict(os.environ, SD_TRAINPLAN_TRITON_GN="1", **env)
+    env = dict(os.environ, SD_TRAINPLAN_TRITON="groupnorm", **env)
     proc = subprocess.run([sys.executable, "-c", CHECK, device], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[7:])
@@ -85,7 +85,7 @@ def test_off_unless_asked_and_never_on_a_cpu_tensor():
     code = ("import torch; from sd_trainplan.models import group_norm_nhwc as g; "
             "print(g.available(), g.applies(torch.randn(1, 32, 4, 4).cuda().contiguous("
             "memory_format=torch.channels_last), 8) if torch.cuda.is_available() else None)")
-    env = {k: v for k, v in os.environ.items() if k != "SD_TRAINPLAN_TRITON_GN"}
+    env = {k: v for k, v in os.environ.items() if k != "SD_TRAINPLAN_TRITON"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split()[0] == "False"
 
@@ -98,14 +98,23 @@ def test_kernels_compute_group_norm_on_the_gpu():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_the_start_thread_compiles_the_kernels_when_they_are_on(tmp_path):
-    """Triton compiles at the first call (seconds on a fresh machine): where the kernels are on, the
-    thread that starts the GPU while the model loads (train/gpu_start.py) compiles all five."""
+def test_the_start_thread_compiles_the_kernels_asked_for(tmp_path):
+    """Triton compiles at the first call (seconds on a fresh machine): the thread that starts the GPU
+    while the model loads (train/gpu_start.py) compiles the kernels asked for, and no other."""
     code = "import torch; from sd_trainplan.train.gpu_start import start_gpu; start_gpu(torch.device('cuda')).join()"
-    for on, expected in (("1", 5), ("0", 0)):
-        cache = tmp_path / f"triton-{on}"
+    gn = {"partial_stats", "finish_stats", "apply", "partial_grads", "input_grad"}
+    for asked, expected in (("groupnorm", gn), ("all", gn | {"forward", "backward"}), ("", set())):
+        cache = tmp_path / f"triton-{asked or 'none'}"
         subprocess.run([sys.executable, "-c", code], check=True, timeout=300,
-                       env=dict(os.environ, SD_TRAINPLAN_TRITON_GN=on, TRITON_CACHE_DIR=str(cache)))
+                       env=dict(os.environ, SD_TRAINPLAN_TRITON=asked, TRITON_CACHE_DIR=str(cache)))
         names = {p.stem for p in cache.rglob("*.json") if not p.name.startswith("__grp__")} if cache.exists() else set()
-        assert len({n for n in names if n in ("partial_stats", "finish_stats", "apply", "partial_grads",
-                                               "input_grad")}) == expected, names
+        assert names & (gn | {"forward", "backward"}) == expected, names
+
+
+def test_an_unknown_kernel_name_is_named_before_anything_runs(shapes_dir, tmp_path, monkeypatch):
+    from sd_trainplan.train.config import ConfigError, TrainConfig
+    from sd_trainplan.train.loop import prepare_checks
+    monkeypatch.setenv("SD_TRAINPLAN_TRITON", "groupnorm,group_norm")
+    with pytest.raises(ConfigError) as e:
+        prepare_checks(TrainConfig(method="lora", data=str(shapes_dir), output=str(tmp_path)))
+    assert "SD_TRAINPLAN_TRITON: unknown kernel group_norm (known: groupnorm, geglu, all)" in str(e.value)

@@ -21,9 +21,10 @@ per layer shape: Triton's compile is seconds of a fresh machine's first run.
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
+
+from . import triton_gate
 
 ROWS = 64        # pixels per tile
 CG_BLOCK = 64    # channels of one group per tile (SD's GroupNorms: 32 groups of 4 to 40 channels)
@@ -31,25 +32,15 @@ C_BLOCK = 128    # channels per tile in the elementwise kernels
 MAX_TILES = 1024  # tiles of one (sample, group) the finishing kernel merges: up to 65,536 pixels (a 2048 px image)
 
 
-@functools.lru_cache(maxsize=None)
 def available() -> bool:
-    """Asked for (SD_TRAINPLAN_TRITON_GN=1) and Triton importable (it comes with PyTorch's CUDA builds
-    on Linux). Off by default until a GPU benchmark has measured it against PyTorch's GroupNorm
-    (docs/PERFORMANCE.md): checked so far in Triton's interpreter on a CPU only."""
-    if os.environ.get("SD_TRAINPLAN_TRITON_GN", "0") != "1":
-        return False
-    try:
-        _kernels()
-    except ImportError:
-        return False
-    return True
+    """Asked for (SD_TRAINPLAN_TRITON=groupnorm: triton_gate.py) and Triton importable."""
+    return triton_gate.enabled("groupnorm")
 
 
 def applies(x: torch.Tensor, num_groups: int) -> bool:
     """A channels-last CUDA activation with pixels to normalise over (or the Triton interpreter on a
     CPU, for the tests)."""
-    on_device = x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
-    return (on_device and x.dim() == 4 and x.shape[2] * x.shape[3] > 1 and x.shape[1] % num_groups == 0
+    return (triton_gate.on_device(x) and x.dim() == 4 and x.shape[2] * x.shape[3] > 1 and x.shape[1] % num_groups == 0
             and x.shape[1] // num_groups <= CG_BLOCK and triton_cdiv(x.shape[2] * x.shape[3], ROWS) <= MAX_TILES
             and x.is_contiguous(memory_format=torch.channels_last)
             and x.dtype in (torch.float32, torch.bfloat16, torch.float16) and available())

@@ -27,18 +27,21 @@ def first_kernels(device: torch.device) -> None:
             out = F.conv2d(x, w, padding=1).sum() + F.scaled_dot_product_attention(q, q, q).sum() \
                 + (q @ lin).sum()
             out.backward()
-        group_norm_kernels(device, half)
+        triton_kernels(device, half)
         torch.cuda.synchronize(device)
 
 
-def group_norm_kernels(device: torch.device, dtype: torch.dtype) -> None:
-    """Where the Triton GroupNorm is on (models/group_norm_nhwc.py): its kernels, compiled here once
-    for every layer (their tile sizes do not depend on the shape) rather than in the first update."""
-    from ..models import group_norm_nhwc
+def triton_kernels(device: torch.device, dtype: torch.dtype) -> None:
+    """Where our Triton kernels are asked for (models/triton_gate.py): each compiled here once for every
+    layer (their tile sizes do not depend on the shape), rather than in the first update."""
+    from ..models import geglu_fused, group_norm_nhwc
     x = torch.ones(1, 320, 8, 8, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
     if group_norm_nhwc.applies(x, 32):
         w = torch.ones(320, device=device, dtype=dtype, requires_grad=True)
         group_norm_nhwc.group_norm_nhwc(x.requires_grad_(), 32, w, w, 1e-5).sum().backward()
+    p = torch.ones(64, 2 * 320, device=device, dtype=dtype, requires_grad=True)
+    if geglu_fused.applies(p):
+        geglu_fused.geglu(p).sum().backward()
 
 
 def _quietly(device: torch.device) -> None:

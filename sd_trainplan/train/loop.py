@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Optional
 
 import torch
 
+from ..models import triton_gate
 from ..plan.schedule import lr_at
 from .batches import UpdateOrder
 from .checkpoint import (keeps_final_checkpoint, latest_checkpoint, load_checkpoint, log_metrics, new_run_dir,
@@ -64,6 +65,10 @@ def prepare_checks(cfg: TrainConfig, world: int = 1, check_model: bool = True) -
     elif check_model and path.is_dir():
         from ..models.sdxl_diffusers import is_sdxl_folder, folder_problems
         problems += folder_problems(path) if is_sdxl_folder(path) else []
+    try:
+        triton_gate.asked()  # the environment's SD_TRAINPLAN_TRITON, read again at the first norm
+    except ValueError as e:
+        problems.append(str(e))
     if cfg.optimizer == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
         problems.append("optimizer: adamw8bit needs the bitsandbytes package, which is not installed; install it"
                         " yourself (pip install bitsandbytes) or use adamw")

@@ -1,0 +1,35 @@
+"""The Triton kernels of geglu_fused.py: rows of the projection [h | gate] (2 x INNER wide, contiguous)
+in, rows of h * gelu(gate) (INNER wide) out; the backward writes both halves' gradients into one
+contiguous [dh | dgate] row. GELU is the erf form (F.gelu's default, what diffusers' GEGLU uses)."""
+import triton
+import triton.language as tl
+
+SQRT_HALF = tl.constexpr(0.7071067811865476)  # globals a kernel reads must be constexpr
+INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
+
+
+@triton.jit
+def forward(p, y, ROWS_N, INNER, ROWS: tl.constexpr, COLS: tl.constexpr):
+    r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    c = tl.program_id(1) * COLS + tl.arange(0, COLS)
+    mask = (r < ROWS_N)[:, None] & (c < INNER)[None, :]
+    src = r[:, None].to(tl.int64) * (2 * INNER) + c[None, :]
+    h = tl.load(p + src, mask=mask, other=0.0).to(tl.float32)
+    g = tl.load(p + src + INNER, mask=mask, other=0.0).to(tl.float32)
+    out = h * (0.5 * g * (1.0 + tl.erf(g * SQRT_HALF)))
+    tl.store(y + r[:, None].to(tl.int64) * INNER + c[None, :], out.to(y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def backward(p, dy, dp, ROWS_N, INNER, ROWS: tl.constexpr, COLS: tl.constexpr):
+    r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    c = tl.program_id(1) * COLS + tl.arange(0, COLS)
+    mask = (r < ROWS_N)[:, None] & (c < INNER)[None, :]
+    src = r[:, None].to(tl.int64) * (2 * INNER) + c[None, :]
+    h = tl.load(p + src, mask=mask, other=0.0).to(tl.float32)
+    g = tl.load(p + src + INNER, mask=mask, other=0.0).to(tl.float32)
+    d = tl.load(dy + r[:, None].to(tl.int64) * INNER + c[None, :], mask=mask, other=0.0).to(tl.float32)
+    cdf = 0.5 * (1.0 + tl.erf(g * SQRT_HALF))
+    pdf = INV_SQRT_2PI * tl.exp(-0.5 * g * g)
+    tl.store(dp + src, (d * g * cdf).to(dp.dtype.element_ty), mask=mask)
+    tl.store(dp + src + INNER, (d * h * (cdf + g * pdf)).to(dp.dtype.element_ty), mask=mask)

@@ -1,0 +1,74 @@
+"""GEGLU in one pass (models/geglu_fused.py, Triton): h * gelu(gate) on the two halves of the
+projection, its gradient written as the projection's, what PyTorch's chunk + GELU + multiply
+computes, in fp32 and bf16, for row counts and widths that are not multiples of the tile; the plain
+UNet's GEGLU uses it only when asked (SD_TRAINPLAN_TRITON=geglu). In Triton's interpreter on the CPU
+(a child process: TRITON_INTERPRET must be set before Triton is imported); compiled on a GPU."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+CHECK = r"""
+import json, sys
+import torch, torch.nn.functional as F
+from sd_trainplan.models.geglu_fused import applies, geglu
+from sd_trainplan.models.plain.unet import GEGLU
+device = sys.argv[1]
+torch.manual_seed(0)
+out = {}
+for shape, dtype in [((2, 77, 2 * 160), "float32"), ((3, 50, 2 * 200), "float32"), ((1, 64, 2 * 1280), "bfloat16")]:
+    dt = getattr(torch, dtype)
+    p = (torch.randn(*shape, device=device) * 2).to(dt).requires_grad_()
+    dy = torch.randn(*shape[:-1], shape[-1] // 2, device=device, dtype=dt)
+    assert applies(p)
+    y = geglu(p)
+    (dp,) = torch.autograd.grad(y, p, dy)
+    rp = p.detach().float().requires_grad_()
+    h, g = rp.chunk(2, dim=-1)
+    ry = h * F.gelu(g)
+    (rdp,) = torch.autograd.grad(ry, rp, dy.float())
+    err = lambda a, b: ((a.float() - b).abs().max() / b.abs().max()).item()
+    out[f"{shape} {dtype}"] = dict(y=err(y, ry), dp=err(dp, rdp), shape=list(y.shape) == list(ry.shape))
+m = GEGLU(16, 24).to(device)
+out["grad_fn"] = type(m(torch.randn(2, 5, 16, device=device, requires_grad=True)).grad_fn).__name__
+print("RESULT", json.dumps(out))
+"""
+
+
+def run_check(device, **env):
+    env = dict(os.environ, SD_TRAINPLAN_TRITON="geglu", **env)
+    proc = subprocess.run([sys.executable, "-c", CHECK, device], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[7:])
+
+
+def assert_matches(out, bf16_tol=2e-2):
+    for case, r in ((k, v) for k, v in out.items() if k != "grad_fn"):
+        tol = bf16_tol if "bfloat16" in case else 1e-5
+        assert r["shape"] and r["y"] < tol and r["dp"] < tol, (case, r)
+    assert out["grad_fn"] == "_GegluBackward"
+
+
+def test_geglu_kernels_compute_what_pytorch_computes_in_the_triton_interpreter():
+    pytest.importorskip("triton")
+    assert_matches(run_check("cpu", TRITON_INTERPRET="1"))
+
+
+def test_the_plain_geglu_keeps_pytorch_unless_asked():
+    from sd_trainplan.models.plain.unet import GEGLU
+    env = {k: v for k, v in os.environ.items() if k != "SD_TRAINPLAN_TRITON"}
+    code = ("import torch; from sd_trainplan.models.plain.unet import GEGLU; "
+            "print(type(GEGLU(16, 24)(torch.randn(2, 16, requires_grad=True)).grad_fn).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(env, TRITON_INTERPRET="1")).stdout.strip()
+    assert out == "MulBackward0"
+    assert type(GEGLU(16, 24)(torch.randn(2, 16, requires_grad=True)).grad_fn).__name__ == "MulBackward0"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_geglu_kernels_compute_what_pytorch_computes_on_the_gpu():
+    assert_matches(run_check("cuda"))
