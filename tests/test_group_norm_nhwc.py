@@ -23,7 +23,8 @@ device = sys.argv[1]
 out = {}
 torch.manual_seed(0)
 # (n, c, h, w, groups, dtype, weight): SD1.5's levels at 8 groups-of-channels sizes, tiles of 64 pixels
-for n, c, h, w, g, dtype, affine in [(2, 128, 9, 8, 32, "float32", True), (1, 320, 11, 13, 32, "float32", True),
+# affine "frozen": weights that do not train (LoRA, TI), whose per-channel partials are not written
+for n, c, h, w, g, dtype, affine in [(2, 128, 9, 8, 32, "float32", True), (1, 320, 11, 13, 32, "float32", "frozen"),
                                      (2, 1280, 4, 4, 32, "float32", False), (1, 64, 12, 12, 8, "bfloat16", True)]:
     dt = getattr(torch, dtype)
     x = (torch.randn(n, c, h, w, device=device) * 3 + 40).to(dt).contiguous(memory_format=torch.channels_last)
@@ -31,12 +32,14 @@ for n, c, h, w, g, dtype, affine in [(2, 128, 9, 8, 32, "float32", True), (1, 32
     bt = torch.randn(c, device=device, dtype=dt) if affine else None
     dy = torch.randn(n, c, h, w, device=device, dtype=dt)
     assert applies(x, g), (n, c, h, w)
-    leaves = [t.requires_grad_() for t in (x, wt, bt) if t is not None]
+    leaves = [t.requires_grad_() for t in ((x, wt, bt) if affine is True else (x,)) if t is not None]
     y = group_norm_nhwc(x, g, wt, bt, 1e-5)
     grads = torch.autograd.grad(y, leaves, dy)
     y_again = group_norm_nhwc(x, g, wt, bt, 1e-5)
     ref_leaves = [t.detach().float().contiguous().requires_grad_() for t in leaves]
     rx, rw, rb = (ref_leaves + [None, None])[:3]
+    if affine == "frozen":
+        rw, rb = wt.float(), bt.float()
     ry = F.group_norm(rx, g, rw, rb, 1e-5)
     rgrads = torch.autograd.grad(ry, ref_leaves, dy.float())
     err = lambda a, b: ((a.float() - b).abs().max() / b.abs().max()).item()

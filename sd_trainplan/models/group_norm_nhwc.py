@@ -85,16 +85,19 @@ class _GroupNormNHWC(torch.autograd.Function):
         xv, dyv = x.permute(0, 2, 3, 1), dy.permute(0, 2, 3, 1)
         tiles = triton_cdiv(hw, ROWS)
         sums = torch.empty(2, n * g, tiles, device=x.device, dtype=torch.float32)  # sum(g*xhat), sum(g)
-        chan = torch.empty(2, n * tiles, c, device=x.device, dtype=torch.float32)  # dy*xhat, dy: each written once
+        want_w = ctx.has_weight and ctx.needs_input_grad[2]
+        want_b = ctx.has_bias and ctx.needs_input_grad[3]
+        params = want_w or want_b  # LoRA and TI train no norm: no per-channel partials written then
+        chan = torch.empty(2, n * tiles, c if params else 1, device=x.device, dtype=torch.float32)  # dy*xhat, dy
         k.partial_grads[(n * g, tiles)](xv, dyv, stats, wt, sums, chan, hw, c, cg, g, tiles, n, ROWS=ROWS,
-                                        CG_BLOCK=CG_BLOCK)
+                                        CG_BLOCK=CG_BLOCK, PARAM_GRADS=params)
         totals = sums.sum(dim=2)  # [2, N*G], fixed order
         dx = torch.empty_like(x)
         k.input_grad[(n, triton_cdiv(hw, ROWS), triton_cdiv(c, C_BLOCK))](
             xv, dyv, dx.permute(0, 2, 3, 1), stats, wt, totals, hw, c, cg, g, n * g, ROWS=ROWS, C_BLOCK=C_BLOCK)
-        per_channel = chan.sum(dim=1)  # [2, C]
-        dw = per_channel[0].to(wt.dtype) if ctx.has_weight and ctx.needs_input_grad[2] else None
-        db = per_channel[1].to(wt.dtype) if ctx.has_bias and ctx.needs_input_grad[3] else None
+        per_channel = chan.sum(dim=1) if params else None  # [2, C], each partial written once
+        dw = per_channel[0].to(wt.dtype) if want_w else None
+        db = per_channel[1].to(wt.dtype) if want_b else None
         return dx, None, dw, db, None
 
 

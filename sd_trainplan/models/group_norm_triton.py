@@ -66,7 +66,7 @@ def apply(x, y, stats, w, b, HW, C, CG, G, NG, ROWS: tl.constexpr, C_BLOCK: tl.c
 
 @triton.jit
 def partial_grads(x, dy, stats, w, sums, chan, HW, C, CG, G, TILES, N, ROWS: tl.constexpr,
-                  CG_BLOCK: tl.constexpr):
+                  CG_BLOCK: tl.constexpr, PARAM_GRADS: tl.constexpr):
     ng, t = tl.program_id(0), tl.program_id(1)
     NG = N * G
     n, grp = ng // G, ng % G
@@ -84,9 +84,10 @@ def partial_grads(x, dy, stats, w, sums, chan, HW, C, CG, G, TILES, N, ROWS: tl.
     gw = d * wg[None, :]
     tl.store(sums + ng * TILES + t, tl.sum(tl.sum(gw * xhat, axis=1), axis=0))
     tl.store(sums + NG * TILES + ng * TILES + t, tl.sum(tl.sum(gw, axis=1), axis=0))
-    row = (n * TILES + t).to(tl.int64) * C + grp * CG + cols
-    tl.store(chan + row, tl.sum(d * xhat, axis=0), mask=cmask)
-    tl.store(chan + N * TILES * C + row, tl.sum(d, axis=0), mask=cmask)
+    if PARAM_GRADS:  # the norm's weight and bias train (Dreambooth): their partials, per channel
+        row = (n * TILES + t).to(tl.int64) * C + grp * CG + cols
+        tl.store(chan + row, tl.sum(d * xhat, axis=0), mask=cmask)
+        tl.store(chan + N * TILES * C + row, tl.sum(d, axis=0), mask=cmask)
 
 
 @triton.jit

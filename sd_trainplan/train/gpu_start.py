@@ -37,8 +37,9 @@ def triton_kernels(device: torch.device, dtype: torch.dtype) -> None:
     from ..models import geglu_fused, group_norm_nhwc
     x = torch.ones(1, 320, 8, 8, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
     if group_norm_nhwc.applies(x, 32):
-        w = torch.ones(320, device=device, dtype=dtype, requires_grad=True)
-        group_norm_nhwc.group_norm_nhwc(x.requires_grad_(), 32, w, w, 1e-5).sum().backward()
+        for trained in (True, False):  # the norm's weights trained (Dreambooth) or frozen (LoRA, TI)
+            w = torch.ones(320, device=device, dtype=dtype, requires_grad=trained)
+            group_norm_nhwc.group_norm_nhwc(x.detach().requires_grad_(), 32, w, w, 1e-5).sum().backward()
     p = torch.ones(64, 2 * 320, device=device, dtype=dtype, requires_grad=True)
     if geglu_fused.applies(p):
         geglu_fused.geglu(p).sum().backward()
