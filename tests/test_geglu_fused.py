@@ -68,6 +68,45 @@ def test_the_plain_geglu_keeps_pytorch_unless_asked():
     assert type(GEGLU(16, 24)(torch.randn(2, 16, requires_grad=True)).grad_fn).__name__ == "MulBackward0"
 
 
+TRAIN = r"""
+import json, sys
+from pathlib import Path
+from sd_trainplan.models.diffusers_adapter import load_diffusers
+from sd_trainplan.train.checkpoint import latest_checkpoint
+from sd_trainplan.train.config import TrainConfig
+from sd_trainplan.train.loop import train
+import torch
+folder, data, out = sys.argv[1:4]
+cfg = TrainConfig(method="dreambooth", data=data, output=out, resolution=64, steps=3, batch_size=2, lr=1e-3, log_every=1,
+                  noise_scale=False)
+run = train(cfg, adapter=load_diffusers(folder))
+records = [json.loads(x) for x in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+state = torch.load(latest_checkpoint(run.run_dir)[1], weights_only=False)["trainable"]
+print("RESULT", json.dumps(dict(losses=[r["loss"] for r in records if "loss" in r], state=dict.fromkeys(state))))
+"""
+
+
+def test_a_plain_unet_trains_with_the_kernel_as_without_it(shapes_dir, tmp_path):
+    """Dreambooth on a folder that loads into the plain UNet, 3 updates, its GEGLUs through the kernel
+    (in the interpreter) and through PyTorch: the same losses, within float rounding."""
+    pytest.importorskip("triton")
+    from sd_trainplan.models.tiny_diffusers import save_tiny_folder
+    folder = save_tiny_folder(tmp_path / "model", seed=7)
+    results = []
+    for kernel in ({}, {"SD_TRAINPLAN_TRITON": "geglu", "TRITON_INTERPRET": "1"}):
+        env = dict({k: v for k, v in os.environ.items() if k != "SD_TRAINPLAN_TRITON"}, **kernel)
+        proc = subprocess.run([sys.executable, "-c", TRAIN, str(folder), str(shapes_dir), str(tmp_path / "runs")],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results.append(json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))[7:]))
+    without, with_kernel = results
+    # the later losses are of the updated weights (compared one by one they would not do: AdamW moves
+    # a weight whose gradient rounds to the other sign 2 x lr away, see test_fast_path.change_agreement)
+    assert with_kernel["losses"] == pytest.approx(without["losses"], rel=1e-5)
+    assert with_kernel["losses"] != without["losses"]  # the kernel ran (its sums round in another order)
+    assert with_kernel["state"].keys() == without["state"].keys()
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_geglu_kernels_compute_what_pytorch_computes_on_the_gpu():
