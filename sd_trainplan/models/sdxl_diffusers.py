@@ -265,9 +265,9 @@ def build_sdxl(configs: Tuple[dict, dict, dict, dict], device="cpu", dtype=torch
     so the tests also load a folder the libraries wrote)."""
     unet_cfg, vae_cfg, text_cfg, text2_cfg = configs
     if plain:
-        from .plain.parts import classes, with_class_names
+        from .plain.parts import classes, text_config, with_class_names
         unet_cfg, vae_cfg, text_cfg = with_class_names(unet_cfg, vae_cfg, text_cfg)
-        text2_cfg = {"architectures": ["CLIPTextModelWithProjection"], "model_type": "clip_text_model", **text2_cfg}
+        text2_cfg = text_config(text2_cfg, "CLIPTextModelWithProjection")
         c = classes()
         makers = (lambda: c["unet"](unet_cfg), lambda: c["vae"](vae_cfg), lambda: c["text_encoder"](text_cfg),
                   lambda: c["text_encoder_2"](text2_cfg))

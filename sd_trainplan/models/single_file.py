@@ -15,6 +15,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from .clip_vocab import default_cache_dir, write_tokenizer_files
+from .plain.parts import with_class_names
 from .tiny_diffusers import MODEL_INDEX, SCHEDULER, TEXT, UNET, VAE
 
 SD_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
@@ -70,12 +71,9 @@ def write_config_folder(arch: str, prediction_type: str) -> Path:
     folder = default_cache_dir() / "configs" / f"{arch}-{prediction_type}"
     if (folder / "model_index.json").is_file():
         return folder
-    for sub, cfg, cls in (("unet", unet, "UNet2DConditionModel"), ("vae", vae, "AutoencoderKL")):
+    for sub, cfg in zip(("unet", "vae", "text_encoder"), with_class_names(unet, vae, text)):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-        (folder / sub / "config.json").write_text(json.dumps({"_class_name": cls, **cfg}))
-    (folder / "text_encoder").mkdir(parents=True, exist_ok=True)
-    (folder / "text_encoder" / "config.json").write_text(json.dumps(
-        {"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", **text}))
+        (folder / sub / "config.json").write_text(json.dumps(cfg))
     tok = write_tokenizer_files(folder / "tokenizer")
     special = json.loads((tok / "special_tokens_map.json").read_text())
     special["pad_token"] = pad

@@ -35,4 +35,9 @@ def unsupported_folder(path: Path, parts: Sequence[str] = SD_PARTS) -> Optional[
 def with_class_names(unet: dict, vae: dict, text: dict):
     """Configs as diffusers and transformers write them (what a saved folder needs to load there)."""
     return ({"_class_name": "UNet2DConditionModel", **unet}, {"_class_name": "AutoencoderKL", **vae},
-            {"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", **text})
+            text_config(text))
+
+
+def text_config(text: dict, architecture: str = "CLIPTextModel") -> dict:
+    """A CLIP text encoder's config as transformers writes it (SDXL's second: CLIPTextModelWithProjection)."""
+    return {"architectures": [architecture], "model_type": "clip_text_model", **text}
