@@ -3,13 +3,11 @@ projection, its gradient written as the projection's, what PyTorch's chunk + GEL
 computes, in fp32 and bf16, for row counts and widths that are not multiples of the tile; the plain
 UNet's GEGLU uses it only when asked (SD_TRAINPLAN_TRITON=geglu). In Triton's interpreter on the CPU
 (a child process: TRITON_INTERPRET must be set before Triton is imported); compiled on a GPU."""
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+
+from child_result import child_result
 
 CHECK = r"""
 import json, sys
@@ -39,10 +37,7 @@ print("RESULT", json.dumps(out))
 
 
 def run_check(device, **env):
-    env = dict(os.environ, SD_TRAINPLAN_TRITON="geglu", **env)
-    proc = subprocess.run([sys.executable, "-c", CHECK, device], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[7:])
+    return child_result(CHECK, device, SD_TRAINPLAN_TRITON="geglu", **env)
 
 
 def assert_matches(out, bf16_tol=2e-2):
@@ -59,12 +54,9 @@ def test_geglu_kernels_compute_what_pytorch_computes_in_the_triton_interpreter()
 
 def test_the_plain_geglu_keeps_pytorch_unless_asked():
     from sd_trainplan.models.plain.unet import GEGLU
-    env = {k: v for k, v in os.environ.items() if k != "SD_TRAINPLAN_TRITON"}
-    code = ("import torch; from sd_trainplan.models.plain.unet import GEGLU; "
-            "print(type(GEGLU(16, 24)(torch.randn(2, 16, requires_grad=True)).grad_fn).__name__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env=dict(env, TRITON_INTERPRET="1")).stdout.strip()
-    assert out == "MulBackward0"
+    code = ("import json, torch; from sd_trainplan.models.plain.unet import GEGLU; print('RESULT', json.dumps("
+            "type(GEGLU(16, 24)(torch.randn(2, 16, requires_grad=True)).grad_fn).__name__))")
+    assert child_result(code, SD_TRAINPLAN_TRITON=None, TRITON_INTERPRET="1") == "MulBackward0"
     assert type(GEGLU(16, 24)(torch.randn(2, 16, requires_grad=True)).grad_fn).__name__ == "MulBackward0"
 
 
@@ -92,14 +84,9 @@ def test_a_plain_unet_trains_with_the_kernel_as_without_it(shapes_dir, tmp_path)
     pytest.importorskip("triton")
     from sd_trainplan.models.tiny_diffusers import save_tiny_folder
     folder = save_tiny_folder(tmp_path / "model", seed=7)
-    results = []
-    for kernel in ({}, {"SD_TRAINPLAN_TRITON": "geglu", "TRITON_INTERPRET": "1"}):
-        env = dict({k: v for k, v in os.environ.items() if k != "SD_TRAINPLAN_TRITON"}, **kernel)
-        proc = subprocess.run([sys.executable, "-c", TRAIN, str(folder), str(shapes_dir), str(tmp_path / "runs")],
-                              capture_output=True, text=True, env=env, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        results.append(json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))[7:]))
-    without, with_kernel = results
+    without, with_kernel = (child_result(TRAIN, folder, shapes_dir, tmp_path / "runs", SD_TRAINPLAN_TRITON=kernel,
+                                         TRITON_INTERPRET=interpret)
+                            for kernel, interpret in ((None, None), ("geglu", "1")))
     # the later losses are of the updated weights (compared one by one they would not do: AdamW moves
     # a weight whose gradient rounds to the other sign 2 x lr away, see test_fast_path.change_agreement)
     assert with_kernel["losses"] == pytest.approx(without["losses"], rel=1e-5)

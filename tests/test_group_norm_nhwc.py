@@ -5,13 +5,14 @@ under bf16 autocast uses it only when asked (SD_TRAINPLAN_TRITON=groupnorm) and 
 
 CI has no GPU: the kernels run in Triton's interpreter on the CPU (TRITON_INTERPRET=1, set before
 Triton is imported, so in a child process). On a GPU the last test runs them compiled."""
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+
+from child_result import child_result
 
 CHECK = r"""
 import json, sys
@@ -59,10 +60,7 @@ print("RESULT", json.dumps(out))
 
 
 def run_check(device: str, **env):
-    env = dict(os.environ, SD_TRAINPLAN_TRITON="groupnorm", **env)
-    proc = subprocess.run([sys.executable, "-c", CHECK, device], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[7:])
+    return child_result(CHECK, device, SD_TRAINPLAN_TRITON="groupnorm", **env)
 
 
 def assert_matches_group_norm(out, bf16_tol):
@@ -120,10 +118,7 @@ def test_the_plain_unet_under_bf16_autocast_uses_the_kernels_as_accurately_as_py
     pytest.importorskip("triton")
     from sd_trainplan.models.tiny_diffusers import save_tiny_folder
     folder = save_tiny_folder(tmp_path / "model", seed=7)
-    proc = subprocess.run([sys.executable, "-c", UNET, str(folder)], capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, TRITON_INTERPRET="1"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))[7:])
+    r = child_result(UNET, folder, TRITON_INTERPRET="1")
     assert r["kernel"]["calls"] == 21 and r["pytorch"]["calls"] == 0, r  # the tiny UNet's 21 GroupNorms
     for what in ("pred", "grad"):
         assert r["kernel"][what] <= 1.5 * r["pytorch"][what] + 1e-3, (what, r)
@@ -133,12 +128,9 @@ def test_off_unless_asked_and_never_on_a_cpu_tensor():
     from sd_trainplan.models import group_norm_nhwc
     x = torch.randn(1, 32, 4, 4).contiguous(memory_format=torch.channels_last)
     assert not group_norm_nhwc.applies(x, 8)  # a CPU tensor (no interpreter): PyTorch's GroupNorm
-    code = ("import torch; from sd_trainplan.models import group_norm_nhwc as g; "
-            "print(g.available(), g.applies(torch.randn(1, 32, 4, 4).cuda().contiguous("
-            "memory_format=torch.channels_last), 8) if torch.cuda.is_available() else None)")
-    env = {k: v for k, v in os.environ.items() if k != "SD_TRAINPLAN_TRITON"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
-    assert out.split()[0] == "False"
+    code = ("import json; from sd_trainplan.models import triton_gate; "
+            "print('RESULT', json.dumps(triton_gate.enabled('groupnorm')))")
+    assert child_result(code, SD_TRAINPLAN_TRITON=None) is False
 
 
 @pytest.mark.gpu

@@ -18,8 +18,7 @@ ROWS, COLS = 32, 128  # a tile: rows x output columns (fixed: one compile per dt
 
 
 def applies(p: torch.Tensor) -> bool:
-    return (triton_gate.on_device(p) and p.is_contiguous() and p.shape[-1] % 2 == 0
-            and p.dtype in (torch.float32, torch.bfloat16, torch.float16) and triton_gate.enabled("geglu"))
+    return p.is_contiguous() and p.shape[-1] % 2 == 0 and triton_gate.usable(p, "geglu")
 
 
 def geglu(p: torch.Tensor) -> torch.Tensor:
@@ -30,20 +29,25 @@ def geglu(p: torch.Tensor) -> torch.Tensor:
 class _Geglu(torch.autograd.Function):
     @staticmethod
     def forward(ctx, p):
-        inner, rows = p.shape[-1] // 2, p.numel() // p.shape[-1]
+        grid, rows, inner = _geometry(p)
         y = p.new_empty(*p.shape[:-1], inner)
-        _kernels().forward[(-(-rows // ROWS), -(-inner // COLS))](p, y, rows, inner, ROWS=ROWS, COLS=COLS)
+        _kernels().forward[grid](p, y, rows, inner, ROWS=ROWS, COLS=COLS)
         ctx.save_for_backward(p)
         return y
 
     @staticmethod
     def backward(ctx, dy):
         (p,) = ctx.saved_tensors
-        inner, rows = p.shape[-1] // 2, p.numel() // p.shape[-1]
+        grid, rows, inner = _geometry(p)
         dp = torch.empty_like(p)
-        _kernels().backward[(-(-rows // ROWS), -(-inner // COLS))](p, dy.contiguous(), dp, rows, inner, ROWS=ROWS,
-                                                                   COLS=COLS)
+        _kernels().backward[grid](p, dy.contiguous(), dp, rows, inner, ROWS=ROWS, COLS=COLS)
         return dp
+
+
+def _geometry(p: torch.Tensor):
+    """The kernels' grid, the projection's rows and the output's width."""
+    inner, rows = p.shape[-1] // 2, p.numel() // p.shape[-1]
+    return (-(-rows // ROWS), -(-inner // COLS)), rows, inner
 
 
 @functools.lru_cache(maxsize=None)

@@ -9,26 +9,30 @@ INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
 
 
 @triton.jit
-def forward(p, y, ROWS_N, INNER, ROWS: tl.constexpr, COLS: tl.constexpr):
+def halves(p, ROWS_N, INNER, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """This program's tile: h and gate (fp32), where they are in p, where the output's element is,
+    and which elements exist."""
     r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     c = tl.program_id(1) * COLS + tl.arange(0, COLS)
     mask = (r < ROWS_N)[:, None] & (c < INNER)[None, :]
     src = r[:, None].to(tl.int64) * (2 * INNER) + c[None, :]
+    dst = r[:, None].to(tl.int64) * INNER + c[None, :]
     h = tl.load(p + src, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(p + src + INNER, mask=mask, other=0.0).to(tl.float32)
+    return h, g, src, dst, mask
+
+
+@triton.jit
+def forward(p, y, ROWS_N, INNER, ROWS: tl.constexpr, COLS: tl.constexpr):
+    h, g, src, dst, mask = halves(p, ROWS_N, INNER, ROWS, COLS)
     out = h * (0.5 * g * (1.0 + tl.erf(g * SQRT_HALF)))
-    tl.store(y + r[:, None].to(tl.int64) * INNER + c[None, :], out.to(y.dtype.element_ty), mask=mask)
+    tl.store(y + dst, out.to(y.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def backward(p, dy, dp, ROWS_N, INNER, ROWS: tl.constexpr, COLS: tl.constexpr):
-    r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
-    c = tl.program_id(1) * COLS + tl.arange(0, COLS)
-    mask = (r < ROWS_N)[:, None] & (c < INNER)[None, :]
-    src = r[:, None].to(tl.int64) * (2 * INNER) + c[None, :]
-    h = tl.load(p + src, mask=mask, other=0.0).to(tl.float32)
-    g = tl.load(p + src + INNER, mask=mask, other=0.0).to(tl.float32)
-    d = tl.load(dy + r[:, None].to(tl.int64) * INNER + c[None, :], mask=mask, other=0.0).to(tl.float32)
+    h, g, src, dst, mask = halves(p, ROWS_N, INNER, ROWS, COLS)
+    d = tl.load(dy + dst, mask=mask, other=0.0).to(tl.float32)
     cdf = 0.5 * (1.0 + tl.erf(g * SQRT_HALF))
     pdf = INV_SQRT_2PI * tl.exp(-0.5 * g * g)
     tl.store(dp + src, (d * g * cdf).to(dp.dtype.element_ty), mask=mask)

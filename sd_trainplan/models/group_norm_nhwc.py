@@ -32,18 +32,12 @@ C_BLOCK = 128    # channels per tile in the elementwise kernels
 MAX_TILES = 1024  # tiles of one (sample, group) the finishing kernel merges: up to 65,536 pixels (a 2048 px image)
 
 
-def available() -> bool:
-    """Asked for (SD_TRAINPLAN_TRITON=groupnorm: triton_gate.py) and Triton importable."""
-    return triton_gate.enabled("groupnorm")
-
-
 def applies(x: torch.Tensor, num_groups: int) -> bool:
     """A channels-last CUDA activation with pixels to normalise over (or the Triton interpreter on a
-    CPU, for the tests)."""
-    return (triton_gate.on_device(x) and x.dim() == 4 and x.shape[2] * x.shape[3] > 1 and x.shape[1] % num_groups == 0
+    CPU, for the tests), with SD_TRAINPLAN_TRITON=groupnorm (triton_gate.py)."""
+    return (x.dim() == 4 and x.shape[2] * x.shape[3] > 1 and x.shape[1] % num_groups == 0
             and x.shape[1] // num_groups <= CG_BLOCK and triton_cdiv(x.shape[2] * x.shape[3], ROWS) <= MAX_TILES
-            and x.is_contiguous(memory_format=torch.channels_last)
-            and x.dtype in (torch.float32, torch.bfloat16, torch.float16) and available())
+            and x.is_contiguous(memory_format=torch.channels_last) and triton_gate.usable(x, "groupnorm"))
 
 
 def group_norm_nhwc(x: torch.Tensor, num_groups: int, weight, bias, eps: float) -> torch.Tensor:

@@ -35,5 +35,8 @@ def enabled(name: str) -> bool:
     return True
 
 
-def on_device(t: torch.Tensor) -> bool:
-    return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+def usable(t: torch.Tensor, name: str) -> bool:
+    """Kernel `name` asked for, and `t` a tensor it takes: on a CUDA device (or any, in the
+    interpreter), in a floating dtype the kernels read."""
+    return ((t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
+            and t.dtype in (torch.float32, torch.bfloat16, torch.float16) and enabled(name))
