@@ -34,7 +34,9 @@ def first_kernels(device: torch.device) -> None:
 def triton_kernels(device: torch.device, dtype: torch.dtype) -> None:
     """Where our Triton kernels are asked for (models/triton_gate.py): each compiled here once for every
     layer (their tile sizes do not depend on the shape), rather than in the first update."""
-    from ..models import geglu_fused, group_norm_nhwc
+    from ..models import geglu_fused, group_norm_nhwc, triton_gate
+    if not triton_gate.asked():
+        return  # the default: nothing to compile, nothing to allocate
     x = torch.ones(1, 320, 8, 8, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
     if group_norm_nhwc.applies(x, 32):
         for trained in (True, False):  # the norm's weights trained (Dreambooth) or frozen (LoRA, TI)
