@@ -87,7 +87,10 @@ def test_bf16_compute_trains_what_fp32_trains(shapes_dir, tmp_path, method):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("kind", ["diffusers", "plain"])
 @pytest.mark.parametrize("method", ["dreambooth", "lora", "ti"])
-def test_cuda_graphs_match_eager_after_10_updates(shapes_dir, tmp_path, method, kind, tiny_folder):
+def test_cuda_graphs_match_eager_after_10_updates(shapes_dir, tmp_path, method, kind, tiny_folder, monkeypatch):
+    # the graph's bookkeeping, compared weight by weight: PyTorch's kernels in both (ours, on by default
+    # in the graphed update only, round bf16 sums in another order: tests/test_triton_default.py)
+    monkeypatch.setenv("SD_TRAINPLAN_TRITON", "off")
     cfg = TrainConfig(method=method, data=str(shapes_dir), output=str(tmp_path), resolution=64, steps=10,
                       batch_size=2, grad_accum=2, lr=1e-3, log_every=1, token="zwx", device="cuda", noise_scale=False,
                       val_every=5, sample_every=10)  # validation and samples run outside autocast

@@ -1,7 +1,7 @@
 """GEGLU in one pass (models/geglu_fused.py, Triton): h * gelu(gate) on the two halves of the
 projection, its gradient written as the projection's, what PyTorch's chunk + GELU + multiply
 computes, in fp32 and bf16, for row counts and widths that are not multiples of the tile; the plain
-UNet's GEGLU uses it only when asked (SD_TRAINPLAN_TRITON=geglu). In Triton's interpreter on the CPU
+UNet's GEGLU uses it in a graphed update, or anywhere when asked (SD_TRAINPLAN_TRITON=geglu). In Triton's interpreter on the CPU
 (a child process: TRITON_INTERPRET must be set before Triton is imported); compiled on a GPU."""
 
 import pytest
@@ -52,11 +52,12 @@ def test_geglu_kernels_compute_what_pytorch_computes_in_the_triton_interpreter()
     assert_matches(run_check("cpu", TRITON_INTERPRET="1"))
 
 
-def test_the_plain_geglu_keeps_pytorch_unless_asked():
+def test_the_plain_geglu_keeps_pytorch_outside_a_graphed_update_unless_asked():
     from sd_trainplan.models.plain.unet import GEGLU
     code = ("import json, torch; from sd_trainplan.models.plain.unet import GEGLU; print('RESULT', json.dumps("
             "type(GEGLU(16, 24)(torch.randn(2, 16, requires_grad=True)).grad_fn).__name__))")
     assert child_result(code, SD_TRAINPLAN_TRITON=None, TRITON_INTERPRET="1") == "MulBackward0"
+    assert child_result(code, SD_TRAINPLAN_TRITON="geglu", TRITON_INTERPRET="1") == "_GegluBackward"
     assert type(GEGLU(16, 24)(torch.randn(2, 16, requires_grad=True)).grad_fn).__name__ == "MulBackward0"
 
 
@@ -86,7 +87,7 @@ def test_a_plain_unet_trains_with_the_kernel_as_without_it(shapes_dir, tmp_path)
     folder = save_tiny_folder(tmp_path / "model", seed=7)
     without, with_kernel = (child_result(TRAIN, folder, shapes_dir, tmp_path / "runs", SD_TRAINPLAN_TRITON=kernel,
                                          TRITON_INTERPRET=interpret)
-                            for kernel, interpret in ((None, None), ("geglu", "1")))
+                            for kernel, interpret in (("off", None), ("geglu", "1")))
     # the later losses are of the updated weights (compared one by one they would not do: AdamW moves
     # a weight whose gradient rounds to the other sign 2 x lr away, see test_fast_path.change_agreement)
     assert with_kernel["losses"] == pytest.approx(without["losses"], rel=1e-5)

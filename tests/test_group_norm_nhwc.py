@@ -1,7 +1,7 @@
 """GroupNorm on channels-last activations (models/group_norm_nhwc.py, Triton): what it computes is
 F.group_norm's output and gradients, for SD's layer shapes (4 to 40 channels a group, several tiles of
 pixels with a partial last one, large means), in fp32 and bf16, the same bits twice; a norms_in model
-under bf16 autocast uses it only when asked (SD_TRAINPLAN_TRITON=groupnorm) and only on channels-last input.
+under bf16 autocast uses it in a graphed update or when asked (SD_TRAINPLAN_TRITON=groupnorm), only on channels-last input.
 
 CI has no GPU: the kernels run in Triton's interpreter on the CPU (TRITON_INTERPRET=1, set before
 Triton is imported, so in a child process). On a GPU the last test runs them compiled."""
@@ -82,15 +82,14 @@ def test_kernels_compute_group_norm_in_the_triton_interpreter():
 UNET = r"""
 import json, os, sys
 import torch
-from sd_trainplan.models import group_norm_nhwc, triton_gate
+from sd_trainplan.models import group_norm_nhwc
 from sd_trainplan.models.diffusers_adapter import load_diffusers
 calls = []
 real = group_norm_nhwc.group_norm_nhwc
 group_norm_nhwc.group_norm_nhwc = lambda *a: calls.append(1) or real(*a)
 out = {}
 for mode in ("kernel", "pytorch", "fp32"):  # bf16 with and without the kernel; fp32 without, the reference
-    os.environ["SD_TRAINPLAN_TRITON"] = "groupnorm" if mode == "kernel" else ""
-    triton_gate.enabled.cache_clear()
+    os.environ["SD_TRAINPLAN_TRITON"] = "groupnorm" if mode == "kernel" else "off"
     adapter = load_diffusers(sys.argv[1])  # the plain UNet, set up as a CUDA run sets it up
     adapter.use_channels_last()
     adapter.use_norms_in(torch.bfloat16)
@@ -124,13 +123,30 @@ def test_the_plain_unet_under_bf16_autocast_uses_the_kernels_as_accurately_as_py
         assert r["kernel"][what] <= 1.5 * r["pytorch"][what] + 1e-3, (what, r)
 
 
-def test_off_unless_asked_and_never_on_a_cpu_tensor():
-    from sd_trainplan.models import group_norm_nhwc
+GATE = r"""
+import json, os, torch
+from sd_trainplan.models import group_norm_nhwc, triton_gate
+x = torch.randn(1, 32, 4, 4).contiguous(memory_format=torch.channels_last)
+out = {}
+for asked in ("", "off", "groupnorm", "geglu"):
+    os.environ["SD_TRAINPLAN_TRITON"] = asked
+    with triton_gate.graphed_update():
+        inside = group_norm_nhwc.applies(x, 8)
+    out[asked or "default"] = [group_norm_nhwc.applies(x, 8), inside]
+print("RESULT", json.dumps(out))
+"""
+
+
+def test_by_default_only_in_a_graphed_update_and_never_on_a_cpu_tensor():
+    """[outside, inside] a graphed update, per SD_TRAINPLAN_TRITON (in the interpreter); a CPU tensor
+    without the interpreter never."""
+    pytest.importorskip("triton")
+    from sd_trainplan.models import group_norm_nhwc, triton_gate
     x = torch.randn(1, 32, 4, 4).contiguous(memory_format=torch.channels_last)
-    assert not group_norm_nhwc.applies(x, 8)  # a CPU tensor (no interpreter): PyTorch's GroupNorm
-    code = ("import json; from sd_trainplan.models import triton_gate; "
-            "print('RESULT', json.dumps(triton_gate.enabled('groupnorm')))")
-    assert child_result(code, SD_TRAINPLAN_TRITON=None) is False
+    with triton_gate.graphed_update():
+        assert not group_norm_nhwc.applies(x, 8)  # a CPU tensor (no interpreter): PyTorch's GroupNorm
+    assert child_result(GATE, TRITON_INTERPRET="1") == {"default": [False, True], "off": [False, False],
+                                                         "groupnorm": [True, True], "geglu": [False, False]}
 
 
 @pytest.mark.gpu
@@ -143,10 +159,11 @@ def test_kernels_compute_group_norm_on_the_gpu():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_start_thread_compiles_the_kernels_asked_for(tmp_path):
     """Triton compiles at the first call (seconds on a fresh machine): the thread that starts the GPU
-    while the model loads (train/gpu_start.py) compiles the kernels asked for, and no other."""
+    while the model loads (train/gpu_start.py) compiles the kernels a run may use (all by default),
+    and no other."""
     code = "import torch; from sd_trainplan.train.gpu_start import start_gpu; start_gpu(torch.device('cuda')).join()"
     gn = {"partial_stats", "finish_stats", "apply", "partial_grads", "input_grad"}
-    for asked, expected in (("groupnorm", gn), ("all", gn | {"forward", "backward"}), ("", set())):
+    for asked, expected in (("groupnorm", gn), ("", gn | {"forward", "backward"}), ("off", set())):
         cache = tmp_path / f"triton-{asked or 'none'}"
         subprocess.run([sys.executable, "-c", code], check=True, timeout=300,
                        env=dict(os.environ, SD_TRAINPLAN_TRITON=asked, TRITON_CACHE_DIR=str(cache)))
@@ -160,4 +177,4 @@ def test_an_unknown_kernel_name_is_named_before_anything_runs(shapes_dir, tmp_pa
     monkeypatch.setenv("SD_TRAINPLAN_TRITON", "groupnorm,group_norm")
     with pytest.raises(ConfigError) as e:
         prepare_checks(TrainConfig(method="lora", data=str(shapes_dir), output=str(tmp_path)))
-    assert "SD_TRAINPLAN_TRITON: unknown kernel group_norm (known: groupnorm, geglu, all)" in str(e.value)
+    assert "SD_TRAINPLAN_TRITON: unknown kernel group_norm (known: groupnorm, geglu, all, auto, off)" in str(e.value)

@@ -5,7 +5,7 @@ their width, which its elementwise kernels take through their unvectorised path,
 writes each half's gradient separately before they are put side by side (about 1.3 ms of a 44 ms
 SD1.5 LoRA update on the H200: bench/profile_update.py --stacks). The kernel (geglu_triton.py) reads
 each row of the projection once and writes the output once; the backward writes [dh | dgate] as the
-projection's gradient directly. Asked for with SD_TRAINPLAN_TRITON=geglu (triton_gate.py)."""
+projection's gradient directly. On by default in a graphed update (triton_gate.py)."""
 from __future__ import annotations
 
 import functools

@@ -34,7 +34,7 @@ MAX_TILES = 1024  # tiles of one (sample, group) the finishing kernel merges: up
 
 def applies(x: torch.Tensor, num_groups: int) -> bool:
     """A channels-last CUDA activation with pixels to normalise over (or the Triton interpreter on a
-    CPU, for the tests), with SD_TRAINPLAN_TRITON=groupnorm (triton_gate.py)."""
+    CPU, for the tests), where triton_gate.py wants it (by default: in a graphed update)."""
     return (x.dim() == 4 and x.shape[2] * x.shape[3] > 1 and x.shape[1] % num_groups == 0
             and x.shape[1] // num_groups <= CG_BLOCK and triton_cdiv(x.shape[2] * x.shape[3], ROWS) <= MAX_TILES
             and x.is_contiguous(memory_format=torch.channels_last) and triton_gate.usable(x, "groupnorm"))

@@ -1,42 +1,88 @@
-"""Which of our Triton kernels a run uses. SD_TRAINPLAN_TRITON names them, comma-separated
-(`groupnorm`, `geglu`, or `all`); none by default, until a GPU benchmark has measured each against
-what PyTorch does without it (docs/PERFORMANCE.md). Triton comes with PyTorch's CUDA builds on Linux;
-where it is missing, a kernel asked for is simply not used. CPU tensors never use them, except in
-Triton's interpreter (TRITON_INTERPRET=1), where the tests run them."""
+"""Which of our Triton kernels a run uses, from SD_TRAINPLAN_TRITON:
+
+- unset (or `auto`), the default: all of them, inside a CUDA-graphed update only (train/cuda_graph.py
+  enters `graphed_update()` around its warm-up and capture). There they were measured faster on an
+  H200 (2026-12-01, docs/PERFORMANCE.md: 6-20% less per update); run eagerly, where Triton's Python
+  launch (~30 us each) is paid at every call, they are slower than PyTorch's (bench/triton_kernels_bench.py).
+- `groupnorm`, `geglu` (comma-separated) or `all`: those kernels wherever they apply, eager or graphed.
+- under torch.compile (compile = true), never: it makes its own.
+- `off`: none.
+
+Triton 3 or later is needed (it comes with PyTorch's CUDA builds on Linux; the WebUIs' torch 2.1 and
+2.3 bring Triton 2, which these kernels were never run on): without it no kernel is used. CPU
+tensors never use them, except in Triton's interpreter (TRITON_INTERPRET=1), where the tests run them.
+"""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import threading
+from typing import Optional
 
 import torch
 
 KERNELS = ("groupnorm", "geglu")
 VARIABLE = "SD_TRAINPLAN_TRITON"
+_here = threading.local()  # per thread: the start thread compiles while the main thread loads
 
 
-def asked() -> frozenset:
-    names = {s.strip() for s in os.environ.get(VARIABLE, "").split(",") if s.strip()}
+def asked() -> Optional[frozenset]:
+    """The kernels named in SD_TRAINPLAN_TRITON, or None for the default (auto)."""
+    return _parse(os.environ.get(VARIABLE, "").strip())
+
+
+@functools.lru_cache(maxsize=None)
+def _parse(value: str) -> Optional[frozenset]:
+    if value in ("", "auto"):
+        return None
+    names = {s.strip() for s in value.split(",") if s.strip()}
+    if names == {"off"}:
+        return frozenset()
     if "all" in names:
         names = (names - {"all"}) | set(KERNELS)
     unknown = sorted(names - set(KERNELS))
     if unknown:
-        raise ValueError(f"{VARIABLE}: unknown kernel {', '.join(unknown)} (known: {', '.join(KERNELS)}, all)")
+        raise ValueError(f"{VARIABLE}: unknown kernel {', '.join(unknown)} (known: {', '.join(KERNELS)}, all, auto, off)")
     return frozenset(names)
 
 
-@functools.lru_cache(maxsize=None)
-def enabled(name: str) -> bool:
-    if name not in asked():
-        return False
+def may_run() -> bool:
+    """Whether a run may use any kernel (so that the start thread compiles them ahead)."""
+    names = asked()
+    return installed() and (names is None or bool(names))
+
+
+@contextlib.contextmanager
+def graphed_update():
+    """Inside: the default uses the kernels (this thread only)."""
+    before = getattr(_here, "graphed", False)
+    _here.graphed = True
     try:
-        import triton  # noqa: F401
+        yield
+    finally:
+        _here.graphed = before
+
+
+@functools.lru_cache(maxsize=None)
+def installed() -> bool:
+    try:
+        import triton
     except ImportError:
         return False
-    return True
+    return int(triton.__version__.split(".")[0]) >= 3
+
+
+def enabled(name: str) -> bool:
+    if getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)():
+        return False  # torch.compile makes its own fused kernels (and would break its graph on os.environ)
+    names = asked()
+    wanted = getattr(_here, "graphed", False) if names is None else name in names
+    return wanted and installed()
 
 
 def usable(t: torch.Tensor, name: str) -> bool:
-    """Kernel `name` asked for, and `t` a tensor it takes: on a CUDA device (or any, in the
+    """Kernel `name` wanted here, and `t` a tensor it takes: on a CUDA device (or any, in the
     interpreter), in a floating dtype the kernels read."""
     return ((t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
             and t.dtype in (torch.float32, torch.bfloat16, torch.float16) and enabled(name))

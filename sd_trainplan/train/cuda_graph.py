@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ..models import triton_gate
 from .dist import OverlappedAverage
 from .step import StepMath
 
@@ -123,7 +124,12 @@ class GraphedUpdate:
 
     def _record(self, bucket, fresh):
         """Warm up the micro-batches (forward and backward only: the weights and optimizer state do
-        not change), drop what the warm-up left, then record the whole update."""
+        not change), drop what the warm-up left, then record the whole update. Our Triton kernels
+        are on by default in both (models/triton_gate.py): they are faster only where replayed."""
+        with triton_gate.graphed_update():
+            return self._warm_and_record(bucket, fresh)
+
+    def _warm_and_record(self, bucket, fresh):
         static = [[t.to(self.step.device, copy=True) if t is not None else None for t in m] for m in fresh]
         before = self.running.clone()
         if self.capture:
@@ -159,4 +165,5 @@ class _Eager:
         self.fn = fn
 
     def replay(self) -> None:
-        self.fn()
+        with triton_gate.graphed_update():  # as the graph would have recorded it
+            self.fn()

@@ -32,19 +32,21 @@ def first_kernels(device: torch.device) -> None:
 
 
 def triton_kernels(device: torch.device, dtype: torch.dtype) -> None:
-    """Where our Triton kernels are asked for (models/triton_gate.py): each compiled here once for every
-    layer (their tile sizes do not depend on the shape), rather than in the first update."""
+    """Where a run may use our Triton kernels (models/triton_gate.py, on by default in a graphed
+    update): each compiled here once for every layer (their tile sizes do not depend on the shape),
+    rather than in the first update."""
     from ..models import geglu_fused, group_norm_nhwc, triton_gate
-    if not triton_gate.asked():
-        return  # the default: nothing to compile, nothing to allocate
-    x = torch.ones(1, 320, 8, 8, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    if group_norm_nhwc.applies(x, 32):
-        for trained in (True, False):  # the norm's weights trained (Dreambooth) or frozen (LoRA, TI)
-            w = torch.ones(320, device=device, dtype=dtype, requires_grad=trained)
-            group_norm_nhwc.group_norm_nhwc(x.detach().requires_grad_(), 32, w, w, 1e-5).sum().backward()
-    p = torch.ones(64, 2 * 320, device=device, dtype=dtype, requires_grad=True)
-    if geglu_fused.applies(p):
-        geglu_fused.geglu(p).sum().backward()
+    if not triton_gate.may_run():
+        return  # SD_TRAINPLAN_TRITON=off, or no Triton 3: nothing to compile, nothing to allocate
+    with triton_gate.graphed_update():  # as the update's warm-up will call them (this thread only)
+        x = torch.ones(1, 320, 8, 8, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        if group_norm_nhwc.applies(x, 32):
+            for trained in (True, False):  # the norm's weights trained (Dreambooth) or frozen (LoRA, TI)
+                w = torch.ones(320, device=device, dtype=dtype, requires_grad=trained)
+                group_norm_nhwc.group_norm_nhwc(x.detach().requires_grad_(), 32, w, w, 1e-5).sum().backward()
+        p = torch.ones(64, 2 * 320, device=device, dtype=dtype, requires_grad=True)
+        if geglu_fused.applies(p):
+            geglu_fused.geglu(p).sum().backward()
 
 
 def _quietly(device: torch.device) -> None:

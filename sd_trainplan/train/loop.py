@@ -66,7 +66,7 @@ def prepare_checks(cfg: TrainConfig, world: int = 1, check_model: bool = True) -
         from ..models.sdxl_diffusers import is_sdxl_folder, folder_problems
         problems += folder_problems(path) if is_sdxl_folder(path) else []
     try:
-        triton_gate.asked()  # the environment's SD_TRAINPLAN_TRITON, read again at the first norm
+        triton_gate.asked()  # the environment's SD_TRAINPLAN_TRITON, read again at each norm
     except ValueError as e:
         problems.append(str(e))
     if cfg.optimizer == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
@@ -108,8 +108,9 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     data = prepare_checks(cfg, procs.world, check_model=adapter is None)
     device = adapter.device if adapter is not None else (procs.device or pick_device(cfg.device))
     phases.device = device
+    starting = None
     if adapter is None and device.type == "cuda":  # the GPU starts while the model code is imported
-        start_gpu(device)
+        starting = start_gpu(device)
     run_dir = Path(resume) if resume else (new_run_dir(cfg) if procs.main else None)
     run_dir = Path(broadcast(procs, str(run_dir)))
     if procs.main:
@@ -141,6 +142,8 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
         adapter.set_gradient_checkpointing(True)
     autotune = torch.backends.cudnn.benchmark  # a process-wide switch: the host's own value comes back after
     undo = []  # what _run moved off the GPU (offload.py), put back however it ends
+    if starting is not None:
+        starting.join()  # done by now, as a rule; no other thread may call CUDA while a graph is captured
     try:
         return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases, undo)
     finally:
