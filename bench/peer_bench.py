@@ -26,8 +26,9 @@ more environment variable (e.g. ours:env:SD_TRAINPLAN_TRITON=all).
       [--project diffusers/db1-1600]   wall time of a pair not run, from its shorter run
       [--tiny]   a CPU smoke run: the tiny model at 64 px, a few updates
 
-On a GPU, one throwaway process first reads the CUDA libraries from disk (warm_libraries), so no
-trainer's first run pays that for the others.
+On a GPU, throwaway processes first read the CUDA libraries from disk and compile cuDNN's attention
+and our Triton kernels, each once per machine (warm_machine), so no trainer's first run pays that for
+the others; `--cold` skips them.
 
 kohya's sd-scripts: release v0.10.1 (ae72efb, 2026-02-13, the newest tag), exported, never committed:
 `git --git-dir=<mirror of kohya-ss/sd-scripts> archive v0.10.1 ':!bitsandbytes_windows' ':!docs'
@@ -214,6 +215,8 @@ def main() -> int:
     ap.add_argument("--only", help="run only these trainer/case pairs, e.g. ours/db1-120,diffusers/db1-120")
     ap.add_argument("--limit", type=float, default=400, help="seconds before a run is killed")
     ap.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny model, 64 px, 3 updates")
+    ap.add_argument("--cold", action="store_true",
+                    help="no throwaway runs first: the first trainer pays the machine's one-time compiles")
     ap.add_argument("--note", default="")
     ap.add_argument("--project", default="diffusers/db1-1600",
                     help="trainer/case pairs not run whose wall time is projected from a shorter run of theirs")
@@ -236,8 +239,8 @@ def main() -> int:
     report = {"date": time.strftime("%Y-%m-%d"), "note": args.note, "device": device_name(), "runs": [],
               "settings": {"resolution": res, "images": 8, "lr": LR, "precision": "bf16" if gpu else "fp32"}}
     out_path = Path(args.out)
-    if gpu:
-        warm_libraries(dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), site])))
+    if gpu and not args.cold:
+        warm_machine(dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), site])), model, images, work, res)
     for trainer, case in pairs:
         method, bs, steps = CASES[case]
         steps = 3 if args.tiny else steps
@@ -302,13 +305,20 @@ first_kernels(torch.device("cuda"))
 """
 
 
-def warm_libraries(env: dict) -> None:
+def warm_machine(env: dict, model: Path, images: Path, work: Path, res: int) -> None:
     """A machine's first process that runs a convolution, a matrix product and attention reads cuDNN's
-    and cuBLAS's libraries (gigabytes) from disk; later processes find them in the page cache. One
-    throwaway process does that first, so the first trainer timed does not pay it for the others."""
+    and cuBLAS's libraries (gigabytes) from disk; its first runs compile cuDNN's attention kernel for
+    each new shape, and Triton our kernels, and cache both on its disk. Later processes find all that
+    ready, whichever trainer they are: throwaway runs (2 updates at batch 1 and 4) pay it first, so the
+    first trainer timed does not pay it for the others (--cold skips them)."""
     t = time.time()
     subprocess.run([sys.executable, "-c", WARM], check=True, env=env, cwd=ROOT)
-    print(f"== CUDA libraries read once in {time.time() - t:.1f} s (a throwaway process)", flush=True)
+    for case in ("db1-120", "lora4-120"):
+        out = work / "out" / "warm"
+        subprocess.run(ours_cmd(case, model, images, out, res, 2, ["--final-checkpoint", "off"]), check=True,
+                       env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+    print(f"== the machine warmed in {time.time() - t:.1f} s (throwaway processes)", flush=True)
 
 
 def projections(runs: List[dict], pairs, wanted: str) -> List[dict]:
