@@ -232,7 +232,7 @@ def main() -> int:
     model, images = prepare(work, args.tiny, model_env)
     pairs = [(t, c) for c in args.cases.split(",") for t in args.trainers.split(",")]
     if args.only:
-        wanted = {tuple(x.split("/")) for x in args.only.split(",")}
+        wanted = {tuple(x.rsplit("/", 1)) for x in args.only.split(",")}
         pairs = [p for p in pairs if p in wanted]
     if any(t == "kohya" for t, _ in pairs):
         kohya_model, kohya_images, kohya_tokenizers = prepare_kohya(work, model, images, args.tiny, model_env)
@@ -327,7 +327,7 @@ def projections(runs: List[dict], pairs, wanted: str) -> List[dict]:
     first update + steady ms x the other updates + last update -> exit. Marked as projected."""
     out = []
     for item in filter(None, (wanted or "").split(",")):
-        trainer, case = item.split("/")
+        trainer, case = item.rsplit("/", 1)
         if (trainer, case) in pairs:
             continue
         method, bs, steps = CASES[case]
