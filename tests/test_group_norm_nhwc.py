@@ -124,29 +124,43 @@ def test_the_plain_unet_under_bf16_autocast_uses_the_kernels_as_accurately_as_py
 
 
 GATE = r"""
-import json, os, torch
+import json, os, sys, torch
 from sd_trainplan.models import group_norm_nhwc, triton_gate
 x = torch.randn(1, 32, 4, 4).contiguous(memory_format=torch.channels_last)
 out = {}
-for asked in ("", "off", "groupnorm", "geglu"):
-    os.environ["SD_TRAINPLAN_TRITON"] = asked
+def check(label):
     with triton_gate.graphed_update():
         inside = group_norm_nhwc.applies(x, 8)
-    out[asked or "default"] = [group_norm_nhwc.applies(x, 8), inside]
+    out[label] = [group_norm_nhwc.applies(x, 8), inside]
+os.environ["SD_TRAINPLAN_TRITON"] = ""
+check("default, not proven")
+def fails():
+    raise RuntimeError("Failed to find C compiler")
+out["problem"] = triton_gate.prove(fails if sys.argv[1] == "fails" else lambda: None)
+check("default")
+for asked in ("off", "groupnorm", "geglu"):
+    os.environ["SD_TRAINPLAN_TRITON"] = asked
+    check(asked)
 print("RESULT", json.dumps(out))
 """
 
 
-def test_by_default_only_in_a_graphed_update_and_never_on_a_cpu_tensor():
-    """[outside, inside] a graphed update, per SD_TRAINPLAN_TRITON (in the interpreter); a CPU tensor
-    without the interpreter never."""
+def test_by_default_only_in_a_graphed_update_once_proven_and_never_on_a_cpu_tensor():
+    """[outside, inside] a graphed update, per SD_TRAINPLAN_TRITON (in the interpreter): the default
+    only once the kernels compiled and ran in the process, and not at all where they failed to (a
+    machine without a C compiler: Triton builds its launcher with one); a CPU tensor without the
+    interpreter never."""
     pytest.importorskip("triton")
     from sd_trainplan.models import group_norm_nhwc, triton_gate
     x = torch.randn(1, 32, 4, 4).contiguous(memory_format=torch.channels_last)
     with triton_gate.graphed_update():
         assert not group_norm_nhwc.applies(x, 8)  # a CPU tensor (no interpreter): PyTorch's GroupNorm
-    assert child_result(GATE, TRITON_INTERPRET="1") == {"default": [False, True], "off": [False, False],
-                                                         "groupnorm": [True, True], "geglu": [False, False]}
+    explicit = {"off": [False, False], "groupnorm": [True, True], "geglu": [False, False]}
+    assert child_result(GATE, "works", TRITON_INTERPRET="1") == {
+        "default, not proven": [False, False], "problem": None, "default": [False, True], **explicit}
+    assert child_result(GATE, "fails", TRITON_INTERPRET="1") == {
+        "default, not proven": [False, False], "problem": "RuntimeError: Failed to find C compiler",
+        "default": [False, False], **explicit}
 
 
 @pytest.mark.gpu

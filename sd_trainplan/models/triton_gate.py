@@ -9,7 +9,10 @@
 - `off`: none.
 
 Triton 3 or later is needed (it comes with PyTorch's CUDA builds on Linux; the WebUIs' torch 2.1 and
-2.3 bring Triton 2, which these kernels were never run on): without it no kernel is used. CPU
+2.3 bring Triton 2, which these kernels were never run on): without it no kernel is used. The default
+also waits for proof: the kernels compiled and ran once in this process (`prove`, which the start
+thread calls). Triton builds its launcher with the machine's C compiler and Python's headers, which
+not every machine has: where that fails, the run says why and trains with PyTorch's. CPU
 tensors never use them, except in Triton's interpreter (TRITON_INTERPRET=1), where the tests run them.
 """
 from __future__ import annotations
@@ -18,13 +21,14 @@ import contextlib
 import functools
 import os
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
 KERNELS = ("groupnorm", "geglu")
 VARIABLE = "SD_TRAINPLAN_TRITON"
 _here = threading.local()  # per thread: the start thread compiles while the main thread loads
+_proof = {"tried": False, "problem": None}  # for the process: did the kernels compile and run here
 
 
 def asked() -> Optional[frozenset]:
@@ -64,6 +68,26 @@ def graphed_update():
         _here.graphed = before
 
 
+def prove(compile_them: Callable[[], None]) -> Optional[str]:
+    """Run `compile_them` (calls of each kernel, in a graphed update) once per process; None when
+    they compiled and ran, else the problem, which turns the default off for this process."""
+    if not _proof["tried"]:
+        _here.proving = True
+        try:
+            with graphed_update():
+                compile_them()
+        except Exception as e:  # noqa: BLE001 - any failure: PyTorch's kernels instead, and the run says why
+            _proof["problem"] = f"{type(e).__name__}: {e}".strip()[:300]
+        finally:
+            _here.proving = False
+            _proof["tried"] = True
+    return _proof["problem"]
+
+
+def problem() -> Optional[str]:
+    return _proof["problem"]
+
+
 @functools.lru_cache(maxsize=None)
 def installed() -> bool:
     try:
@@ -77,8 +101,10 @@ def enabled(name: str) -> bool:
     if getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)():
         return False  # torch.compile makes its own fused kernels (and would break its graph on os.environ)
     names = asked()
-    wanted = getattr(_here, "graphed", False) if names is None else name in names
-    return wanted and installed()
+    if names is None:  # the default: in a graphed update, once proven (or while proving)
+        proven = getattr(_here, "proving", False) or (_proof["tried"] and _proof["problem"] is None)
+        return getattr(_here, "graphed", False) and proven and installed()
+    return name in names and installed()
 
 
 def usable(t: torch.Tensor, name: str) -> bool:

@@ -9,6 +9,7 @@ goes back to the caching allocator at once.
 from __future__ import annotations
 
 import threading
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -31,22 +32,28 @@ def first_kernels(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def triton_kernels(device: torch.device, dtype: torch.dtype) -> None:
+def triton_kernels(device: torch.device, dtype: torch.dtype) -> Optional[str]:
     """Where a run may use our Triton kernels (models/triton_gate.py, on by default in a graphed
-    update): each compiled here once for every layer (their tile sizes do not depend on the shape),
-    rather than in the first update."""
-    from ..models import geglu_fused, group_norm_nhwc, triton_gate
+    update): each compiled and run once here, rather than in the first update (their tile sizes do
+    not depend on the shape), which is also the proof the default waits for. None, or the problem."""
+    from ..models import triton_gate
     if not triton_gate.may_run():
-        return  # SD_TRAINPLAN_TRITON=off, or no Triton 3: nothing to compile, nothing to allocate
-    with triton_gate.graphed_update():  # as the update's warm-up will call them (this thread only)
-        x = torch.ones(1, 320, 8, 8, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-        if group_norm_nhwc.applies(x, 32):
-            for trained in (True, False):  # the norm's weights trained (Dreambooth) or frozen (LoRA, TI)
-                w = torch.ones(320, device=device, dtype=dtype, requires_grad=trained)
-                group_norm_nhwc.group_norm_nhwc(x.detach().requires_grad_(), 32, w, w, 1e-5).sum().backward()
-        p = torch.ones(64, 2 * 320, device=device, dtype=dtype, requires_grad=True)
-        if geglu_fused.applies(p):
-            geglu_fused.geglu(p).sum().backward()
+        return None  # SD_TRAINPLAN_TRITON=off, or no Triton 3: nothing to compile, nothing to allocate
+    return triton_gate.prove(lambda: _call_kernels(device, dtype))
+
+
+def _call_kernels(device: torch.device, dtype: torch.dtype) -> None:
+    from ..models import geglu_fused, group_norm_nhwc
+    x = torch.ones(1, 320, 8, 8, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    if group_norm_nhwc.applies(x, 32):
+        for trained in (True, False):  # the norm's weights trained (Dreambooth) or frozen (LoRA, TI)
+            w = torch.ones(320, device=device, dtype=dtype, requires_grad=trained)
+            group_norm_nhwc.group_norm_nhwc(x.detach().requires_grad_(), 32, w, w, 1e-5).sum().backward()
+    p = torch.ones(64, 2 * 320, device=device, dtype=dtype, requires_grad=True)
+    if geglu_fused.applies(p):
+        geglu_fused.geglu(p).sum().backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # a kernel that fails to run fails here, not in the update
 
 
 def _quietly(device: torch.device) -> None:
