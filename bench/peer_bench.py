@@ -244,7 +244,7 @@ def main() -> int:
     for trainer, case in pairs:
         method, bs, steps = CASES[case]
         steps = 3 if args.tiny else steps
-        dest = work / "out" / f"{trainer.replace(':', '_').replace('=', '_')}-{case}"
+        dest = work / "out" / f"{trainer.replace(':', '_').replace('=', '_').replace('/', '_')}-{case}"
         subprocess.run(["rm", "-rf", str(dest)], check=True)
         dest.mkdir(parents=True)
         name = trainer.split(":")[0]
