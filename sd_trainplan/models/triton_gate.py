@@ -3,7 +3,7 @@
 - unset (or `auto`), the default: all of them, inside a CUDA-graphed update only (train/cuda_graph.py
   enters `graphed_update()` around its warm-up and capture). There they were measured faster on an
   H200 (2026-12-01, docs/PERFORMANCE.md: 6-20% less per update); run eagerly, where Triton's Python
-  launch (~30 us each) is paid at every call, they are slower than PyTorch's (bench/triton_kernels_bench.py).
+  launch (tens of microseconds) is paid at every call, they are slower than PyTorch's (bench/triton_kernels_bench.py).
 - `groupnorm`, `geglu` (comma-separated) or `all`: those kernels wherever they apply, eager or graphed.
 - under torch.compile (compile = true), never: it makes its own.
 - `off`: none.
@@ -81,10 +81,6 @@ def prove(compile_them: Callable[[], None]) -> Optional[str]:
         finally:
             _here.proving = False
             _proof["tried"] = True
-    return _proof["problem"]
-
-
-def problem() -> Optional[str]:
     return _proof["problem"]
 
 
