@@ -14,7 +14,7 @@ import torch
 
 from . import triton_gate
 
-ROWS, COLS = 32, 128  # a tile: rows x output columns (fixed: one compile per dtype)
+ROWS, COLS = 32, 128  # a tile: rows x output columns (fixed, not per layer)
 
 
 def applies(p: torch.Tensor) -> bool:

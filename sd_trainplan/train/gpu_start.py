@@ -15,11 +15,16 @@ import torch
 import torch.nn.functional as F
 
 
+def half_dtype(device: torch.device) -> torch.dtype:
+    """The 16-bit dtype a run computes in on `device`: bf16 where the GPU has it (and on a CPU), else fp16."""
+    return torch.float16 if device.type == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
+
+
 def first_kernels(device: torch.device) -> None:
     """The context and the libraries' first kernels, in the dtypes a run computes in here."""
     torch.cuda.init()
     with torch.cuda.device(device):
-        half = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        half = half_dtype(device)
         for dtype in (half, torch.float32):
             x = torch.ones(1, 8, 16, 16, device=device, dtype=dtype, requires_grad=True)
             w = torch.ones(8, 8, 3, 3, device=device, dtype=dtype, requires_grad=True)
@@ -34,8 +39,9 @@ def first_kernels(device: torch.device) -> None:
 
 def triton_kernels(device: torch.device, dtype: torch.dtype) -> Optional[str]:
     """Where a run may use our Triton kernels (models/triton_gate.py, on by default in a graphed
-    update): each compiled and run once here, rather than in the first update (their tile sizes do
-    not depend on the shape), which is also the proof the default waits for. None, or the problem."""
+    update): each compiled and run once here, on one small shape, rather than in the first update,
+    which is also the proof the default waits for. Variants for other kinds of integer arguments
+    (group_norm_nhwc.py) still compile in the first update. None, or the problem."""
     from ..models import triton_gate
     if not triton_gate.may_run():
         return None  # SD_TRAINPLAN_TRITON=off, or no Triton 3: nothing to compile, nothing to allocate

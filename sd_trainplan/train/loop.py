@@ -28,7 +28,7 @@ from .dist import OverlappedAverage, Processes, any_true, barrier, broadcast, re
 from .events import Emitter, Sink
 from .finite import FiniteGuard
 from .images import to_pil
-from .gpu_start import start_gpu, triton_kernels
+from .gpu_start import half_dtype, start_gpu, triton_kernels
 from .latent_cache import encode_items
 from .methods import make_method, trained_in_fp32
 from .noise_scale import GradProbe, NoiseScale
@@ -144,8 +144,7 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
     undo = []  # what _run moved off the GPU (offload.py), put back however it ends
     if starting is not None:
         starting.join()  # done by now, as a rule; no other thread may call CUDA while a graph is captured
-    half = torch.float16 if device.type == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
-    problem = triton_kernels(device, half)  # the start thread's proof, or here where none ran
+    problem = triton_kernels(device, half_dtype(device))  # the start thread's proof, or here where none ran
     if problem:
         emit("prepare", message=f"our Triton kernels (GroupNorm, GEGLU) are off: {problem}; training with"
              " PyTorch's (SD_TRAINPLAN_TRITON=off says the same without trying)")
