@@ -75,7 +75,7 @@ def test_where_the_kernels_cannot_compile_the_run_trains_with_pytorchs_and_says_
     r = child_result(TRAIN, folder, shapes_dir, tmp_path / "runs", "cpu", "broken", SD_TRAINPLAN_TRITON=None,
                      TRITON_INTERPRET="1")
     assert r["steps"] == 3 and r["calls"] == {"groupnorm": 0, "geglu": 0}, r
-    assert r["said"] == ["our Triton kernels (GroupNorm, GEGLU) are off: RuntimeError: Failed to find C compiler."
+    assert r["said"] == ["our Triton kernels (GroupNorm, GEGLU, AdamW) are off: RuntimeError: Failed to find C compiler."
                          " Please specify via CC environment variable; training with PyTorch's"
                          " (SD_TRAINPLAN_TRITON=off says the same without trying)"], r
 
@@ -83,7 +83,7 @@ def test_where_the_kernels_cannot_compile_the_run_trains_with_pytorchs_and_says_
 def test_an_unknown_kernel_name_lists_the_known_ones(monkeypatch):
     from sd_trainplan.models import triton_gate
     monkeypatch.setenv("SD_TRAINPLAN_TRITON", "geglu,gn")
-    with pytest.raises(ValueError, match=r"SD_TRAINPLAN_TRITON: unknown kernel gn \(known: groupnorm, geglu, all,"
+    with pytest.raises(ValueError, match=r"SD_TRAINPLAN_TRITON: unknown kernel gn \(known: groupnorm, geglu, adamw, all,"
                                          r" auto, off\)"):
         triton_gate.asked()
 

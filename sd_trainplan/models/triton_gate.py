@@ -4,7 +4,8 @@
   enters `graphed_update()` around its warm-up and capture). There they were measured faster on an
   H200 (2026-12-01, docs/PERFORMANCE.md: 6-20% less per update); run eagerly, where Triton's Python
   launch (tens of microseconds) is paid at every call, they are slower than PyTorch's (bench/triton_kernels_bench.py).
-- `groupnorm`, `geglu` (comma-separated) or `all`: those kernels wherever they apply, eager or graphed.
+- `groupnorm`, `geglu`, `adamw` (comma-separated) or `all`: those kernels wherever they apply, eager
+  or graphed (`adamw`, train/bf16_weights.py, exists in the graphed update only).
 - under torch.compile (compile = true), never: it makes its own.
 - `off`: none.
 
@@ -25,7 +26,7 @@ from typing import Callable, Optional
 
 import torch
 
-KERNELS = ("groupnorm", "geglu")
+KERNELS = ("groupnorm", "geglu", "adamw")
 VARIABLE = "SD_TRAINPLAN_TRITON"
 _here = threading.local()  # per thread: the start thread compiles while the main thread loads
 _proof = {"tried": False, "problem": None}  # for the process: did the kernels compile and run here

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..models import triton_gate
+from .bf16_weights import Bf16Weights
 from .dist import OverlappedAverage
 from .step import StepMath
 
@@ -44,15 +45,20 @@ def why_not(cfg, adapter, step: StepMath, scaler, opt, world: int, capture: bool
 
 class GraphedUpdate:
     def __init__(self, step: StepMath, opt, trainable: List[torch.nn.Parameter], max_grad_norm: float,
-                 grad_accum: int, running: torch.Tensor, reducer: OverlappedAverage, capture: bool = True):
+                 grad_accum: int, running: torch.Tensor, reducer: OverlappedAverage, capture: bool = True,
+                 bf16_modules: Optional[List[torch.nn.Module]] = None):
         """capture=False runs the very same static-buffer functions without recording them (on
-        any device), so the fast path's bookkeeping can be checked against eager mode on a CPU."""
+        any device), so the fast path's bookkeeping can be checked against eager mode on a CPU.
+        bf16_modules: the trained modules, where the update computes with bf16 copies of their
+        weights (bf16_weights.py)."""
         self.step, self.opt, self.trainable = step, opt, trainable
         self.max_grad_norm, self.ga, self.running = max_grad_norm, grad_accum, running
         self.capture, self.reducer = capture, reducer
         self.pool = torch.cuda.graph_pool_handle() if capture else None
         self.graphs: Dict[Tuple[int, int], Tuple[object, list]] = {}
         self._make_capturable()
+        self.weights = Bf16Weights(opt, bf16_modules, trainable) if bf16_modules else None
+        self.computing = self.weights.computing if self.weights else contextlib.nullcontext
 
     def _make_capturable(self) -> None:
         """Fused AdamW with capturable state and the LR as device tensors."""
@@ -75,6 +81,8 @@ class GraphedUpdate:
         """Back to eager mode after a failed recording: plain LRs, no half-made gradients."""
         self.graphs.clear()
         self.reducer.reset()
+        if self.weights is not None:
+            self.weights.release()
         self.opt.zero_grad(set_to_none=True)
         for g in self.opt.param_groups:
             if torch.is_tensor(g["lr"]):
@@ -104,6 +112,13 @@ class GraphedUpdate:
             self.reducer.finish()
 
     def _update(self, bucket, inputs) -> None:
+        if self.weights is not None:
+            with self.computing():
+                self._micros(bucket, inputs)
+                self.weights.take_grads()
+            self.weights.step(self.trainable, self.max_grad_norm)
+            self.opt.zero_grad(set_to_none=True)
+            return
         self._micros(bucket, inputs, reduce=True)  # NCCL's all-reduces are recorded too
         if self.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.trainable, self.max_grad_norm, foreach=True)
@@ -137,11 +152,12 @@ class GraphedUpdate:
             torch.cuda.empty_cache()  # cached blocks of the main stream are no use to the side stream
             s = torch.cuda.Stream()
             s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s):
+            with torch.cuda.stream(s), self.computing():
                 self._micros(bucket, static)
             torch.cuda.current_stream().wait_stream(s)
         else:
-            self._micros(bucket, static)
+            with self.computing():
+                self._micros(bucket, static)
         self.opt.zero_grad(set_to_none=True)
         self.running.copy_(before)
         self.reducer.learn()  # the warm-up's backward showed the order the gradients come in

@@ -58,6 +58,8 @@ def _call_kernels(device: torch.device, dtype: torch.dtype) -> None:
     p = torch.ones(64, 2 * 320, device=device, dtype=dtype, requires_grad=True)
     if geglu_fused.applies(p):
         geglu_fused.geglu(p).sum().backward()
+    from . import bf16_weights
+    bf16_weights.try_kernels(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # a kernel that fails to run fails here, not in the update
 

@@ -17,6 +17,7 @@ import torch
 
 from ..models import triton_gate
 from ..plan.schedule import lr_at
+from . import bf16_weights
 from .batches import UpdateOrder
 from .checkpoint import (keeps_final_checkpoint, latest_checkpoint, load_checkpoint, log_metrics, new_run_dir,
                          save_checkpoint, state_bytes, write_config)
@@ -146,7 +147,7 @@ def train(cfg: TrainConfig, adapter=None, sinks: Iterable[Sink] = (), stop: Call
         starting.join()  # done by now, as a rule; no other thread may call CUDA while a graph is captured
     problem = triton_kernels(device, half_dtype(device))  # the start thread's proof, or here where none ran
     if problem:
-        emit("prepare", message=f"our Triton kernels (GroupNorm, GEGLU) are off: {problem}; training with"
+        emit("prepare", message=f"our Triton kernels (GroupNorm, GEGLU, AdamW) are off: {problem}; training with"
              " PyTorch's (SD_TRAINPLAN_TRITON=off says the same without trying)")
     try:
         return _run(cfg, adapter, method, data, run_dir, emit, stop, resume, procs, export, graph_capture, phases, undo)
@@ -358,7 +359,12 @@ def _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, reducer, em
     reason = why_not(cfg, adapter, step, scaler, opt, step.procs.world, capture)
     if reason is None:
         try:
-            return GraphedUpdate(step, opt, trainable, cfg.max_grad_norm, cfg.grad_accum, running, reducer, capture)
+            with triton_gate.graphed_update():  # is the adamw kernel wanted there (bf16_weights.py)
+                bf16 = bf16_weights.applies(cfg, compute_dtype(cfg, adapter.device, adapter), step.procs.world,
+                                            adapter.device)
+            modules = [adapter.unet()] + ([adapter.text_encoder()] if cfg.train_text_encoder else [])
+            return GraphedUpdate(step, opt, trainable, cfg.max_grad_norm, cfg.grad_accum, running, reducer, capture,
+                                 modules if bf16 else None)
         except Exception as e:  # noqa: BLE001 - any failure to set up means: run eagerly
             reason = f"setting it up failed ({type(e).__name__}: {e})"
     if adapter.device.type == "cuda":
