@@ -16,9 +16,15 @@ import json, sys
 from sd_trainplan.train import bf16_weights
 from sd_trainplan.train.config import TrainConfig
 from sd_trainplan.train.loop import train
-folder, data, out, device, steps, stop_at, resume = sys.argv[1:8]
+folder, data, out, device, steps, stop_at, resume, fail_at = sys.argv[1:9]
 steps = {"n": 0}
 real = bf16_weights.Bf16Weights.step
+real_take = bf16_weights.Bf16Weights.take_grads
+def take(self):
+    if steps["n"] + 1 == int(fail_at):  # as a recording that fails: the loop goes on eagerly
+        raise RuntimeError("recording failed here")
+    return real_take(self)
+bf16_weights.Bf16Weights.take_grads = take
 def counted(self, *a):
     steps["n"] += 1
     return real(self, *a)
@@ -37,9 +43,9 @@ print("RESULT", json.dumps(dict(losses=[r["loss"] for r in records if "loss" in 
 """
 
 
-def run(folder, shapes_dir, out, device, kernels, steps=6, stop_at=10**6, resume="-", **env):
-    return child_result(RUN, folder, shapes_dir, out, device, steps, stop_at, resume, SD_TRAINPLAN_TRITON=kernels,
-                        **env)
+def run(folder, shapes_dir, out, device, kernels, steps=6, stop_at=10**6, resume="-", fail_at=0, **env):
+    return child_result(RUN, folder, shapes_dir, out, device, steps, stop_at, resume, fail_at,
+                        SD_TRAINPLAN_TRITON=kernels, **env)
 
 
 @pytest.fixture(scope="module")
@@ -102,14 +108,26 @@ def test_recorded_in_a_cuda_graph_bf16_copies_train_what_autocast_trains(folder,
     check_trains_what_autocast_trains(folder, shapes_dir, tmp_path, "cuda", 1)
 
 
+def test_after_a_failed_recording_the_run_goes_on_eagerly_from_the_masters(folder, shapes_dir, tmp_path):
+    pytest.importorskip("triton")
+    failed = run(folder, shapes_dir, tmp_path / "failed", "cpu", "all", fail_at=3, TRITON_INTERPRET="1")
+    autocast = run(folder, shapes_dir, tmp_path / "autocast", "cpu", "groupnorm,geglu", TRITON_INTERPRET="1")
+    assert failed["bf16_steps"] == 2 and len(failed["losses"]) == 6, failed
+    from sd_trainplan.train.checkpoint import latest_checkpoint
+    state = torch.load(latest_checkpoint(Path(failed["run_dir"]))[1], weights_only=False)
+    steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
+    assert steps == {6.0}, steps  # each weight counted its own steps again, once each
+    diff, cosine = change_agreement(Path(autocast["run_dir"]), Path(failed["run_dir"]))
+    assert cosine > 0.99 and diff < 0.15, (diff, cosine)
+
+
 ROUNDING = r"""
 import json, sys, torch
 from sd_trainplan.train import bf16_weights
 device = sys.argv[1]
 p = torch.nn.Parameter((torch.randn(5000) * torch.logspace(-30, 30, 5000)).to(device))
 p.data[:3] = torch.tensor([1.0 + 2**-8, 1.0 + 3 * 2**-8, -1.0 - 2**-8])  # halfway: ties go to even
-state = {p: {"step": torch.zeros((), device=device), "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}}
-opt = type("Opt", (), {"state": state})()
+opt = type("Opt", (), {"state": {p: {}}})()
 f = bf16_weights._Flat(opt, {"betas": (0.9, 0.999), "lr": 0.0, "weight_decay": 0.0, "eps": 1e-8}, [p])
 masters = p.detach().clone()
 f.weight.zero_()

@@ -53,33 +53,47 @@ class _Flat:
     """One parameter group's cast weights: masters, moments, bf16 copies and gradients, flat."""
 
     def __init__(self, opt, group: dict, params: List[nn.Parameter]):
+        """Built before AdamW's state exists (a fresh run) or from the state a checkpoint restored.
+        One buffer at a time, each old tensor freed before the next buffer is made, so that setting
+        up costs no more memory than the update will."""
         dev = params[0].device
-        starts, n = [], 0
+        self.starts, n = [], 0
         for p in params:
-            starts.append(n)
+            self.starts.append(n)
             n += -(-p.numel() // PAD) * PAD
         self.group, self.params, self.n = group, params, n
-        f32 = dict(device=dev, dtype=torch.float32)
-        self.master, self.exp_avg, self.exp_avg_sq = (torch.zeros(n, **f32) for _ in range(3))
-        self.weight, self.grad = (torch.zeros(n, device=dev, dtype=torch.bfloat16) for _ in range(2))
-        first = opt.state[params[0]]["step"]
-        self.step = first.detach().clone()  # one count for the group: all its weights step together
-        self.masters, self.weights, self.grads = [], [], []
-        for p, s in zip(params, starts):
-            view = lambda flat: _laid_out_like(flat[s:s + p.numel()], p)  # noqa: E731
-            master = view(self.master)
-            master.copy_(p.data)
-            st = opt.state[p]
-            for key in ("exp_avg", "exp_avg_sq"):
-                moment = view(getattr(self, key))
-                moment.copy_(st[key])
-                st[key] = moment
-            st["step"] = self.step  # one tensor, so a checkpoint saves the count every weight has
-            p.data = master
-            self.masters.append(master)
-            self.weights.append(view(self.weight))
-            self.grads.append(view(self.grad))
+        states = [opt.state.get(p) or {} for p in params]
+        self.step = torch.zeros((), dtype=torch.float32, device=dev)  # one count: all the group's weights step together
+        if "step" in states[0]:
+            self.step.copy_(torch.as_tensor(states[0]["step"], dtype=torch.float32))
+        self.master = self._flat(torch.float32, [p.data for p in params])
+        self.masters = self._views(self.master)
+        for p, master in zip(params, self.masters):
+            p.data = master  # the old storage goes
+        _give_back(dev)
+        for key in ("exp_avg", "exp_avg_sq"):
+            setattr(self, key, self._flat(torch.float32, [st.get(key) for st in states]))
+            for p, moment in zip(params, self._views(getattr(self, key))):
+                opt.state[p][key] = moment
+            _give_back(dev)
+        for p in params:
+            opt.state[p]["step"] = self.step  # one tensor, so a checkpoint saves the count every weight has
+        self.weight = self._flat(torch.bfloat16, [])
         self.weight.copy_(self.master)
+        self.weights = self._views(self.weight)
+        self.grad = self._flat(torch.bfloat16, [])
+        self.grads = self._views(self.grad)
+
+    def _flat(self, dtype: torch.dtype, values) -> torch.Tensor:
+        """A zeroed flat buffer, with `values` (tensors or None, one per parameter) copied in."""
+        flat = torch.zeros(self.n, device=self.params[0].device, dtype=dtype)
+        for view, v in zip(self._views(flat), values):
+            if v is not None:
+                view.copy_(v)
+        return flat
+
+    def _views(self, flat: torch.Tensor) -> List[torch.Tensor]:
+        return [_laid_out_like(flat[s:s + p.numel()], p) for p, s in zip(self.params, self.starts)]
 
     def step_(self, coef: torch.Tensor) -> None:
         g = self.group
@@ -156,12 +170,17 @@ def try_kernels(device: torch.device) -> None:
     p = nn.Parameter(torch.ones(PAD * 16, device=device))
     if not triton_gate.usable(p, "adamw"):
         return  # a CPU outside Triton's interpreter
-    opt_state = {p: {"step": torch.zeros((), device=device), "exp_avg": torch.zeros_like(p),
-                     "exp_avg_sq": torch.zeros_like(p)}}
-    f = _Flat(type("Opt", (), {"state": opt_state})(), {"betas": (0.9, 0.999), "lr": 1e-4, "weight_decay": 1e-2,
+    f = _Flat(type("Opt", (), {"state": {p: {}}})(), {"betas": (0.9, 0.999), "lr": 1e-4, "weight_decay": 1e-2,
                                                            "eps": 1e-8}, [p])
     f.grad.fill_(1.0)
     f.step_(f.sum_squares())
+
+
+def _give_back(device: torch.device) -> None:
+    """The freed tensors' blocks back to the driver, so that the next flat buffer (one block, larger
+    than any of them) can take their memory."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -56,8 +56,9 @@ class GraphedUpdate:
         self.capture, self.reducer = capture, reducer
         self.pool = torch.cuda.graph_pool_handle() if capture else None
         self.graphs: Dict[Tuple[int, int], Tuple[object, list]] = {}
-        self._make_capturable()
+        # before the optimizer's state is made: its moments are made in the flat buffers instead
         self.weights = Bf16Weights(opt, bf16_modules, trainable) if bf16_modules else None
+        self._make_capturable()
         self.computing = self.weights.computing if self.weights else contextlib.nullcontext
 
     def _make_capturable(self) -> None:
