@@ -59,7 +59,8 @@ def check_trains_what_autocast_trains(folder, shapes_dir, tmp_path, device, same
     # both with our GroupNorm and GEGLU kernels, so that the update is the only difference
     copies = run(folder, shapes_dir, tmp_path / "copies", device, "all", **env)
     autocast = run(folder, shapes_dir, tmp_path / "autocast", device, "groupnorm,geglu", **env)
-    assert copies["bf16_steps"] == 6 and autocast["bf16_steps"] == 0, (copies, autocast)
+    # the step's Python runs at each update on the CPU, once (while it is recorded) on a GPU
+    assert copies["bf16_steps"] == (6 if device == "cpu" else 1) and autocast["bf16_steps"] == 0, (copies, autocast)
     # the forward pass is autocast's arithmetic exactly; the updates round in another order (measured on
     # the CPU: a cosine of 0.995, 10% apart in norm, where our GroupNorm and GEGLU kernels against
     # PyTorch's make 0.985 and 17%)
