@@ -191,4 +191,4 @@ def test_an_unknown_kernel_name_is_named_before_anything_runs(shapes_dir, tmp_pa
     monkeypatch.setenv("SD_TRAINPLAN_TRITON", "groupnorm,group_norm")
     with pytest.raises(ConfigError) as e:
         prepare_checks(TrainConfig(method="lora", data=str(shapes_dir), output=str(tmp_path)))
-    assert "SD_TRAINPLAN_TRITON: unknown kernel group_norm (known: groupnorm, geglu, all, auto, off)" in str(e.value)
+    assert "SD_TRAINPLAN_TRITON: unknown kernel group_norm (known: groupnorm, geglu, adamw, all, auto, off)" in str(e.value)
