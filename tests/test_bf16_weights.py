@@ -16,7 +16,7 @@ import json, sys
 from sd_trainplan.train import bf16_weights
 from sd_trainplan.train.config import TrainConfig
 from sd_trainplan.train.loop import train
-folder, data, out, device, steps, stop_at, resume, fail_at = sys.argv[1:9]
+folder, data, out, device, steps, stop_at, resume, fail_at, te = sys.argv[1:10]
 steps = {"n": 0}
 real = bf16_weights.Bf16Weights.step
 real_take = bf16_weights.Bf16Weights.take_grads
@@ -35,16 +35,20 @@ def stop():
     return stops["n"] >= int(stop_at)
 cfg = TrainConfig(method="dreambooth", model=folder, data=data, output=out, resolution=64, steps=int(sys.argv[5]),
                   batch_size=2, lr=1e-3, log_every=1, noise_scale=False, device=device, precision="bf16",
-                  save_every=1, keep_last=10, final_checkpoint="on", scheduler="cosine", warmup=2)
-run = train(cfg, graph_capture=device != "cpu", stop=stop, resume=resume if resume != "-" else None)
+                  save_every=1, keep_last=10, final_checkpoint="on", scheduler="cosine", warmup=2,
+                  train_text_encoder=te == "te")
+events = []
+run = train(cfg, graph_capture=device != "cpu", stop=stop, resume=resume if resume != "-" else None,
+            sinks=[events.append])
 records = [json.loads(x) for x in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
 print("RESULT", json.dumps(dict(losses=[r["loss"] for r in records if "loss" in r], bf16_steps=steps["n"],
-                                run_dir=str(run.run_dir), export=str(run.export_path))))
+                                run_dir=str(run.run_dir), export=str(run.export_path),
+                                graphs_off=[e.message for e in events if "CUDA graphs off" in (e.message or "")])))
 """
 
 
-def run(folder, shapes_dir, out, device, kernels, steps=6, stop_at=10**6, resume="-", fail_at=0, **env):
-    return child_result(RUN, folder, shapes_dir, out, device, steps, stop_at, resume, fail_at,
+def run(folder, shapes_dir, out, device, kernels, steps=6, stop_at=10**6, resume="-", fail_at=0, te="-", **env):
+    return child_result(RUN, folder, shapes_dir, out, device, steps, stop_at, resume, fail_at, te,
                         SD_TRAINPLAN_TRITON=kernels, **env)
 
 
@@ -119,6 +123,19 @@ def test_after_a_failed_recording_the_run_goes_on_eagerly_from_the_masters(folde
     steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
     assert steps == {6.0}, steps  # each weight counted its own steps again, once each
     diff, cosine = change_agreement(Path(autocast["run_dir"]), Path(failed["run_dir"]))
+    assert cosine > 0.99 and diff < 0.15, (diff, cosine)
+
+
+def test_with_the_text_encoder_trained_the_unet_alone_computes_with_copies(folder, shapes_dir, tmp_path):
+    """The text encoder runs outside autocast, in its fp32 weights: bf16 copies there would meet fp32
+    activations (and the update would fall back to eager mode at its first recording)."""
+    pytest.importorskip("triton")
+    both = run(folder, shapes_dir, tmp_path / "te", "cpu", "all", te="te", TRITON_INTERPRET="1")
+    autocast = run(folder, shapes_dir, tmp_path / "te-autocast", "cpu", "groupnorm,geglu", te="te",
+                   TRITON_INTERPRET="1")
+    assert both["bf16_steps"] == 6 and not both["graphs_off"], both
+    assert both["losses"][:2] == autocast["losses"][:2]
+    diff, cosine = change_agreement(Path(autocast["run_dir"]), Path(both["run_dir"]))
     assert cosine > 0.99 and diff < 0.15, (diff, cosine)
 
 

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from ..models import triton_gate
-from .dist import _laid_out_like
+from ..models.group_norm_nhwc import triton_cdiv
+from .dist import laid_out_like
 
 BLOCK = 4096
 PAD = 64  # each tensor starts at a multiple of 64 elements of its flat buffer (aligned vector loads)
@@ -93,7 +94,7 @@ class _Flat:
         return flat
 
     def _views(self, flat: torch.Tensor) -> List[torch.Tensor]:
-        return [_laid_out_like(flat[s:s + p.numel()], p) for p, s in zip(self.params, self.starts)]
+        return [laid_out_like(flat[s:s + p.numel()], p) for p, s in zip(self.params, self.starts)]
 
     def step_(self, coef: torch.Tensor) -> None:
         g = self.group
@@ -181,10 +182,6 @@ def _give_back(device: torch.device) -> None:
     than any of them) can take their memory."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def _kernels():

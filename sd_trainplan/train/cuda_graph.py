@@ -58,6 +58,8 @@ class GraphedUpdate:
         self.graphs: Dict[Tuple[int, int], Tuple[object, list]] = {}
         # before the optimizer's state is made: its moments are made in the flat buffers instead
         self.weights = Bf16Weights(opt, bf16_modules, trainable) if bf16_modules else None
+        if self.weights is not None and not self.weights.flats:
+            self.weights = None  # nothing autocast would cast trains
         self._make_capturable()
         self.computing = self.weights.computing if self.weights else contextlib.nullcontext
 

@@ -110,7 +110,7 @@ class OverlappedAverage:
                                device=grads[0].device)
             views, offset = [], 0
             for g in grads:
-                views.append(_laid_out_like(flat[offset:offset + g.numel()], g))
+                views.append(laid_out_like(flat[offset:offset + g.numel()], g))
                 offset += g.numel()
             # one multi-tensor kernel for the whole bucket (casting as it copies), not one per
             # gradient: 700 small copies each way cost more than the all-reduce they feed
@@ -148,7 +148,7 @@ def _backend() -> str:
     return dist.get_backend()
 
 
-def _laid_out_like(flat: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def laid_out_like(flat: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """A view of the 1-D `flat` (g.numel() long) with g's shape and strides, so that a copy between
     them is a plain elementwise one even when g is channels-last (the multi-tensor kernel needs equal
     strides). Gradients are dense; anything else gets a contiguous view."""

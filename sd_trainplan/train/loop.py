@@ -362,9 +362,9 @@ def _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, reducer, em
             with triton_gate.graphed_update():  # is the adamw kernel wanted there (bf16_weights.py)
                 bf16 = bf16_weights.applies(cfg, compute_dtype(cfg, adapter.device, adapter), step.procs.world,
                                             adapter.device)
-            modules = [adapter.unet()] + ([adapter.text_encoder()] if cfg.train_text_encoder else [])
+            # the UNet's weights only: a trained text encoder runs outside autocast, in its fp32 weights
             return GraphedUpdate(step, opt, trainable, cfg.max_grad_norm, cfg.grad_accum, running, reducer, capture,
-                                 modules if bf16 else None)
+                                 [adapter.unet()] if bf16 else None)
         except Exception as e:  # noqa: BLE001 - any failure to set up means: run eagerly
             reason = f"setting it up failed ({type(e).__name__}: {e})"
     if adapter.device.type == "cuda":
