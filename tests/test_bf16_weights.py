@@ -139,6 +139,26 @@ def test_with_the_text_encoder_trained_the_unet_alone_computes_with_copies(folde
     assert cosine > 0.99 and diff < 0.15, (diff, cosine)
 
 
+def test_only_dreambooth_in_bf16_with_one_micro_batch_on_one_process(monkeypatch):
+    """Elsewhere the update keeps autocast's casts: other methods train few weights, fp32 has no copies to
+    make, several micro-batches would sum their gradients in bf16, several processes reduce in fp32."""
+    pytest.importorskip("triton")
+    from sd_trainplan.train.bf16_weights import applies
+    from sd_trainplan.train.config import TrainConfig
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setenv("SD_TRAINPLAN_TRITON", "adamw")
+    cpu, bf16 = torch.device("cpu"), torch.bfloat16
+    db = TrainConfig(method="dreambooth", data=".")
+    assert applies(db, bf16, 1, cpu)
+    assert not applies(db, torch.float32, 1, cpu)
+    assert not applies(db.replace(grad_accum=2), bf16, 1, cpu)
+    assert not applies(db, bf16, 2, cpu)
+    assert not applies(db.replace(compile=True), bf16, 1, cpu)
+    assert not applies(db.replace(method="lora"), bf16, 1, cpu)
+    monkeypatch.setenv("SD_TRAINPLAN_TRITON", "off")
+    assert not applies(db, bf16, 1, cpu)
+
+
 ROUNDING = r"""
 import json, sys, torch
 from sd_trainplan.train import bf16_weights
