@@ -25,6 +25,15 @@ def take(self):
         raise RuntimeError("recording failed here")
     return real_take(self)
 bf16_weights.Bf16Weights.take_grads = take
+real_flat = bf16_weights._Flat._flat
+made = []
+def flat(self, *a):
+    made.append(self.n > bf16_weights.PAD * 16)  # the model's buffers, not the start thread's trial
+    made[:] = [m for m in made if m]
+    if int(fail_at) < 0 and len(made) == -int(fail_at):  # as a GPU without the memory for this buffer
+        raise RuntimeError("CUDA out of memory (as a test)")
+    return real_flat(self, *a)
+bf16_weights._Flat._flat = flat
 def counted(self, *a):
     steps["n"] += 1
     return real(self, *a)
@@ -113,11 +122,13 @@ def test_recorded_in_a_cuda_graph_bf16_copies_train_what_autocast_trains(folder,
     check_trains_what_autocast_trains(folder, shapes_dir, tmp_path, "cuda", 1)
 
 
-def test_after_a_failed_recording_the_run_goes_on_eagerly_from_the_masters(folder, shapes_dir, tmp_path):
+@pytest.mark.parametrize("fail_at", [3, -3, -5], ids=["recording at update 3", "setup at the second moments",
+                                                       "setup at the last buffer"])
+def test_after_a_failure_the_run_goes_on_eagerly_from_the_masters(folder, shapes_dir, tmp_path, fail_at):
     pytest.importorskip("triton")
-    failed = run(folder, shapes_dir, tmp_path / "failed", "cpu", "all", fail_at=3, TRITON_INTERPRET="1")
+    failed = run(folder, shapes_dir, tmp_path / "failed", "cpu", "all", fail_at=fail_at, TRITON_INTERPRET="1")
     autocast = run(folder, shapes_dir, tmp_path / "autocast", "cpu", "groupnorm,geglu", TRITON_INTERPRET="1")
-    assert failed["bf16_steps"] == 2 and len(failed["losses"]) == 6, failed
+    assert failed["bf16_steps"] == max(fail_at - 1, 0) and len(failed["losses"]) == 6, failed
     from sd_trainplan.train.checkpoint import latest_checkpoint
     state = torch.load(latest_checkpoint(Path(failed["run_dir"]))[1], weights_only=False)
     steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}

@@ -56,7 +56,20 @@ class _Flat:
     def __init__(self, opt, group: dict, params: List[nn.Parameter]):
         """Built before AdamW's state exists (a fresh run) or from the state a checkpoint restored.
         One buffer at a time, each old tensor freed before the next buffer is made, so that setting
-        up costs no more memory than the update will."""
+        up costs no more memory than the update will. Should one fail (out of memory), the run goes
+        on eagerly: each weight is left with a whole AdamW state of its own."""
+        try:
+            self._build(opt, group, params)
+        except Exception:
+            for p in params:
+                st = opt.state[p]  # a fresh run's state, part made; a restored one is whole throughout
+                for key in ("exp_avg", "exp_avg_sq"):
+                    if key not in st:
+                        st[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                st["step"] = st["step"].clone() if "step" in st else torch.zeros((), device=p.device)
+            raise
+
+    def _build(self, opt, group: dict, params: List[nn.Parameter]) -> None:
         dev = params[0].device
         self.starts, n = [], 0
         for p in params:
@@ -77,13 +90,14 @@ class _Flat:
             for p, moment in zip(params, self._views(getattr(self, key))):
                 opt.state[p][key] = moment
             _give_back(dev)
-        for p in params:
-            opt.state[p]["step"] = self.step  # one tensor, so a checkpoint saves the count every weight has
         self.weight = self._flat(torch.bfloat16, [])
         self.weight.copy_(self.master)
         self.weights = self._views(self.weight)
         self.grad = self._flat(torch.bfloat16, [])
         self.grads = self._views(self.grad)
+        # one tensor, so a checkpoint saves the count every weight has
+        for p in params:
+            opt.state[p]["step"] = self.step
 
     def _flat(self, dtype: torch.dtype, values) -> torch.Tensor:
         """A zeroed flat buffer, with `values` (tensors or None, one per parameter) copied in."""

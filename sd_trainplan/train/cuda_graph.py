@@ -60,7 +60,12 @@ class GraphedUpdate:
         self.weights = Bf16Weights(opt, bf16_modules, trainable) if bf16_modules else None
         if self.weights is not None and not self.weights.flats:
             self.weights = None  # nothing autocast would cast trains
-        self._make_capturable()
+        try:
+            self._make_capturable()
+        except Exception:
+            if self.weights is not None:  # the run goes on eagerly: each weight its own step count again
+                self.weights.release()
+            raise
         self.computing = self.weights.computing if self.weights else contextlib.nullcontext
 
     def _make_capturable(self) -> None:
