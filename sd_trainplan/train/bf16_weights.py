@@ -35,12 +35,16 @@ from .dist import laid_out_like
 
 BLOCK = 4096
 PAD = 64  # each tensor starts at a multiple of 64 elements of its flat buffer (aligned vector loads)
+GIVE_BACK_BYTES = 2**26  # a smaller buffer fits in the allocator's cached blocks: nothing to give back
 
 
 def applies(cfg, compute: torch.dtype, world: int, device: torch.device) -> bool:
-    """Whether a run's graphed update uses this (asked inside triton_gate.graphed_update)."""
-    return (cfg.method == "dreambooth" and compute == torch.bfloat16 and cfg.grad_accum == 1 and world == 1
-            and not cfg.compile and triton_gate.usable(torch.empty(0, device=device, dtype=torch.bfloat16), "adamw"))
+    """Whether a run's graphed update uses this."""
+    if not (cfg.method == "dreambooth" and compute == torch.bfloat16 and cfg.grad_accum == 1 and world == 1
+            and not cfg.compile):
+        return False
+    with triton_gate.graphed_update():  # where the kernel would run, as the gate's default asks
+        return triton_gate.usable(torch.empty(0, device=device, dtype=torch.bfloat16), "adamw")
 
 
 def cast_weights(modules: List[nn.Module], trainable) -> set:
@@ -84,12 +88,12 @@ class _Flat:
         self.masters = self._views(self.master)
         for p, master in zip(params, self.masters):
             p.data = master  # the old storage goes
-        _give_back(dev)
+        self._give_back()
         for key in ("exp_avg", "exp_avg_sq"):
             setattr(self, key, self._flat(torch.float32, [st.get(key) for st in states]))
             for p, moment in zip(params, self._views(getattr(self, key))):
                 opt.state[p][key] = moment
-            _give_back(dev)
+            self._give_back()
         self.weight = self._flat(torch.bfloat16, [])
         self.weight.copy_(self.master)
         self.weights = self._views(self.weight)
@@ -106,6 +110,13 @@ class _Flat:
             if v is not None:
                 view.copy_(v)
         return flat
+
+    def _give_back(self) -> None:
+        """The freed tensors' blocks back to the driver, so that the next flat buffer (one block, larger
+        than any of them) can take their memory. Not for small buffers (the start thread's trial runs
+        while the model loads: emptying the cache then would only stall it)."""
+        if self.master.is_cuda and self.n * 4 > GIVE_BACK_BYTES:
+            torch.cuda.empty_cache()
 
     def _views(self, flat: torch.Tensor) -> List[torch.Tensor]:
         return [laid_out_like(flat[s:s + p.numel()], p) for p, s in zip(self.params, self.starts)]
@@ -189,13 +200,6 @@ def try_kernels(device: torch.device) -> None:
                                                            "eps": 1e-8}, [p])
     f.grad.fill_(1.0)
     f.step_(f.sum_squares())
-
-
-def _give_back(device: torch.device) -> None:
-    """The freed tensors' blocks back to the driver, so that the next flat buffer (one block, larger
-    than any of them) can take their memory."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 def _kernels():

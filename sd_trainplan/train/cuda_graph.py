@@ -120,17 +120,16 @@ class GraphedUpdate:
             self.reducer.finish()
 
     def _update(self, bucket, inputs) -> None:
-        if self.weights is not None:
+        if self.weights is not None:  # one process (bf16_weights.applies): nothing to all-reduce
             with self.computing():
                 self._micros(bucket, inputs)
                 self.weights.take_grads()
-            self.weights.step(self.trainable, self.max_grad_norm)
-            self.opt.zero_grad(set_to_none=True)
-            return
-        self._micros(bucket, inputs, reduce=True)  # NCCL's all-reduces are recorded too
-        if self.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.trainable, self.max_grad_norm, foreach=True)
-        self.opt.step()
+            self.weights.step(self.trainable, self.max_grad_norm)  # the clip, and AdamW for every weight
+        else:
+            self._micros(bucket, inputs, reduce=True)  # NCCL's all-reduces are recorded too
+            if self.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.trainable, self.max_grad_norm, foreach=True)
+            self.opt.step()
         self.opt.zero_grad(set_to_none=True)
 
     def run(self, u: int) -> None:

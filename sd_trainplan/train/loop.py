@@ -359,9 +359,8 @@ def _try_graphs(cfg, adapter, step, scaler, opt, trainable, running, reducer, em
     reason = why_not(cfg, adapter, step, scaler, opt, step.procs.world, capture)
     if reason is None:
         try:
-            with triton_gate.graphed_update():  # is the adamw kernel wanted there (bf16_weights.py)
-                bf16 = bf16_weights.applies(cfg, compute_dtype(cfg, adapter.device, adapter), step.procs.world,
-                                            adapter.device)
+            bf16 = bf16_weights.applies(cfg, compute_dtype(cfg, adapter.device, adapter), step.procs.world,
+                                        adapter.device)
             # the UNet's weights only: a trained text encoder runs outside autocast, in its fp32 weights
             return GraphedUpdate(step, opt, trainable, cfg.max_grad_norm, cfg.grad_accum, running, reducer, capture,
                                  [adapter.unet()] if bf16 else None)
