@@ -227,6 +227,8 @@ def main() -> int:
                HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false")
     site = os.environ.get("PYTHONPATH", "")
     gpu = not args.tiny
+    if gpu:
+        env = with_bytecode(env, work, [args.kohya_site] if args.kohya_site else [])
     res = 64 if args.tiny else 512
     model_env = dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), site]))
     model, images = prepare(work, args.tiny, model_env)
@@ -237,7 +239,8 @@ def main() -> int:
     if any(t == "kohya" for t, _ in pairs):
         kohya_model, kohya_images, kohya_tokenizers = prepare_kohya(work, model, images, args.tiny, model_env)
     report = {"date": time.strftime("%Y-%m-%d"), "note": args.note, "device": device_name(), "runs": [],
-              "settings": {"resolution": res, "images": 8, "lr": LR, "precision": "bf16" if gpu else "fp32"}}
+              "settings": {"resolution": res, "images": 8, "lr": LR, "precision": "bf16" if gpu else "fp32",
+                           "bytecode_prefix": env.get("PYTHONPYCACHEPREFIX")}}
     out_path = Path(args.out)
     if gpu and not args.cold:
         warm_machine(dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), site])), model, images, work, res)
@@ -303,6 +306,35 @@ import torch
 from sd_trainplan.train.gpu_start import first_kernels
 first_kernels(torch.device("cuda"))
 """
+
+
+# what the trainers import: compiled to bytecode before any timed run (see with_bytecode)
+PACKAGES = ("torch", "torchvision", "numpy", "PIL", "triton", "sympy", "mpmath", "networkx", "jinja2", "markupsafe",
+            "diffusers", "transformers", "accelerate", "peft", "huggingface_hub", "safetensors", "tokenizers",
+            "regex", "yaml", "tqdm", "filelock", "fsspec", "packaging", "requests", "urllib3", "psutil", "clip",
+            "typing_extensions", "importlib_metadata", "einops", "toml", "voluptuous", "imagesize", "rich", "cv2")
+
+
+def with_bytecode(env: dict, work: Path, more: List[str] = ()) -> dict:
+    """`env` with PYTHONPYCACHEPREFIX in `work`, where every package the trainers import is compiled
+    first. A normal install compiles a package's bytecode (pip does); the GPU machine's torch has
+    none and its folder takes none, so each process there compiled torch's sources again (2.4-3.3 s
+    of builtins.compile in a profile of our first update, bench/first_update_profile.py): the same
+    for every trainer, but seconds that no user's machine spends. With a prefix, Python reads and
+    writes all bytecode there (stdlib included, compiled here too)."""
+    import importlib.util
+    import sysconfig
+    env = dict(env, PYTHONPYCACHEPREFIX=str(work / "pycache"))
+    dirs = [sysconfig.get_paths()["stdlib"], *more]
+    for name in PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None:
+            dirs += list(spec.submodule_search_locations or [spec.origin])
+    t = time.time()
+    subprocess.run([sys.executable, "-m", "compileall", "-qq", "-j", "0", *dirs], env=env, cwd=ROOT,
+                   stderr=subprocess.DEVNULL)  # files that do not compile (templates, other Pythons') are skipped
+    print(f"== bytecode for {len(dirs)} folders in {time.time() - t:.1f} s ({env['PYTHONPYCACHEPREFIX']})", flush=True)
+    return env
 
 
 def warm_machine(env: dict, model: Path, images: Path, work: Path, res: int) -> None:
