@@ -243,7 +243,8 @@ def main() -> int:
                            "bytecode_prefix": env.get("PYTHONPYCACHEPREFIX")}}
     out_path = Path(args.out)
     if gpu and not args.cold:
-        warm_machine(dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), site])), model, images, work, res)
+        warm_machine(dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), site])), model, images, work, res,
+                     [c for _, c in pairs])
     for trainer, case in pairs:
         method, bs, steps = CASES[case]
         steps = 3 if args.tiny else steps
@@ -337,15 +338,17 @@ def with_bytecode(env: dict, work: Path, more: List[str] = ()) -> dict:
     return env
 
 
-def warm_machine(env: dict, model: Path, images: Path, work: Path, res: int) -> None:
+def warm_machine(env: dict, model: Path, images: Path, work: Path, res: int, cases: List[str]) -> None:
     """A machine's first process that runs a convolution, a matrix product and attention reads cuDNN's
     and cuBLAS's libraries (gigabytes) from disk; its first runs compile cuDNN's attention kernel for
     each new shape, and Triton our kernels, and cache both on its disk. Later processes find all that
-    ready, whichever trainer they are: throwaway runs (2 updates at batch 1 and 4) pay it first, so the
-    first trainer timed does not pay it for the others (--cold skips them)."""
+    ready, whichever trainer they are: throwaway runs (2 updates of each case timed: each has shapes and
+    kernel variants of its own, e.g. Textual Inversion's text-encoder attention, Dreambooth BS 4's trained
+    norms at batch 4) pay it first, so the first trainer timed does not pay it for the others, nor a
+    case for the next (--cold skips them)."""
     t = time.time()
     subprocess.run([sys.executable, "-c", WARM], check=True, env=env, cwd=ROOT)
-    for case in ("db1-120", "lora4-120"):
+    for case in dict.fromkeys(cases):
         out = work / "out" / "warm"
         subprocess.run(ours_cmd(case, model, images, out, res, 2, ["--final-checkpoint", "off"]), check=True,
                        env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
