@@ -97,7 +97,8 @@ def main() -> int:
         print("RESULT " + json.dumps(child(args.child, work, args.tiny)), flush=True)
         os._exit(0)  # as __main__.py: no teardown
     sys.path.insert(0, str(ROOT / "bench"))
-    from peer_bench import prepare, with_bytecode
+    from peer_bench import prepare
+    from peer_machine import with_bytecode
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     if not args.tiny and not args.no_bytecode:  # as peer_bench.py times every trainer
         env = with_bytecode(env, work)

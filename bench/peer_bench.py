@@ -26,9 +26,10 @@ more environment variable (e.g. ours:env:SD_TRAINPLAN_TRITON=all).
       [--project diffusers/db1-1600]   wall time of a pair not run, from its shorter run
       [--tiny]   a CPU smoke run: the tiny model at 64 px, a few updates
 
-On a GPU, throwaway processes first read the CUDA libraries from disk and compile cuDNN's attention
-and our Triton kernels, each once per machine (warm_machine), so no trainer's first run pays that for
-the others; `--cold` skips them.
+On a GPU, every trainer's packages are first compiled to bytecode in a PYTHONPYCACHEPREFIX (as any
+install has them; the GPU machine's torch has none), and throwaway processes of each case read the CUDA
+libraries from disk and compile cuDNN's attention and our Triton kernels, each once per machine
+(peer_machine.py), so no trainer's first run pays that for the others; `--cold` skips the throwaways.
 
 kohya's sd-scripts: release v0.10.1 (ae72efb, 2026-02-13, the newest tag), exported, never committed:
 `git --git-dir=<mirror of kohya-ss/sd-scripts> archive v0.10.1 ':!bitsandbytes_windows' ':!docs'
@@ -57,6 +58,7 @@ from pathlib import Path
 from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer_machine import warm_machine, warm_page_cache, with_bytecode  # noqa: E402
 from peer_timing import measure, run_process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,14 +196,6 @@ def kohya_cmd(case: str, model: Path, kohya_images: Path, tokenizers: Path, out:
     return cmd
 
 
-def warm_page_cache(folder: Path) -> None:
-    for p in folder.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as f:
-                while f.read(1 << 24):
-                    pass
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default="/tmp/peer")
@@ -243,8 +237,10 @@ def main() -> int:
                            "bytecode_prefix": env.get("PYTHONPYCACHEPREFIX")}}
     out_path = Path(args.out)
     if gpu and not args.cold:
-        warm_machine(dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), site])), model, images, work, res,
-                     [c for _, c in pairs])
+        out = work / "out" / "warm"  # throwaway runs: 2 updates of each case timed
+        cases = dict.fromkeys(c for _, c in pairs)
+        warm_machine(dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), site])), out,
+                     [ours_cmd(c, model, images, out, res, 2, ["--final-checkpoint", "off"]) for c in cases])
     for trainer, case in pairs:
         method, bs, steps = CASES[case]
         steps = 3 if args.tiny else steps
@@ -300,60 +296,6 @@ def main() -> int:
     for r in report["ratios"]:
         print(json.dumps(r))
     return 0
-
-
-WARM = r"""
-import torch
-from sd_trainplan.train.gpu_start import first_kernels
-first_kernels(torch.device("cuda"))
-"""
-
-
-# what the trainers import: compiled to bytecode before any timed run (see with_bytecode)
-PACKAGES = ("torch", "torchvision", "numpy", "PIL", "triton", "sympy", "mpmath", "networkx", "jinja2", "markupsafe",
-            "diffusers", "transformers", "accelerate", "peft", "huggingface_hub", "safetensors", "tokenizers",
-            "regex", "yaml", "tqdm", "filelock", "fsspec", "packaging", "requests", "urllib3", "psutil", "clip",
-            "typing_extensions", "importlib_metadata", "einops", "toml", "voluptuous", "imagesize", "rich", "cv2")
-
-
-def with_bytecode(env: dict, work: Path, more: List[str] = ()) -> dict:
-    """`env` with PYTHONPYCACHEPREFIX in `work`, where every package the trainers import is compiled
-    first. A normal install compiles a package's bytecode (pip does); the GPU machine's torch has
-    none and its folder takes none, so each process there compiled torch's sources again (2.4-3.3 s
-    of builtins.compile in a profile of our first update, bench/first_update_profile.py): the same
-    for every trainer, but seconds that no user's machine spends. With a prefix, Python reads and
-    writes all bytecode there (stdlib included, compiled here too)."""
-    import importlib.util
-    import sysconfig
-    env = dict(env, PYTHONPYCACHEPREFIX=str(work / "pycache"))
-    dirs = [sysconfig.get_paths()["stdlib"], *more]
-    for name in PACKAGES:
-        spec = importlib.util.find_spec(name)
-        if spec is not None:
-            dirs += list(spec.submodule_search_locations or [spec.origin])
-    t = time.time()
-    subprocess.run([sys.executable, "-m", "compileall", "-qq", "-j", "0", *dirs], env=env, cwd=ROOT,
-                   stderr=subprocess.DEVNULL)  # files that do not compile (templates, other Pythons') are skipped
-    print(f"== bytecode for {len(dirs)} folders in {time.time() - t:.1f} s ({env['PYTHONPYCACHEPREFIX']})", flush=True)
-    return env
-
-
-def warm_machine(env: dict, model: Path, images: Path, work: Path, res: int, cases: List[str]) -> None:
-    """A machine's first process that runs a convolution, a matrix product and attention reads cuDNN's
-    and cuBLAS's libraries (gigabytes) from disk; its first runs compile cuDNN's attention kernel for
-    each new shape, and Triton our kernels, and cache both on its disk. Later processes find all that
-    ready, whichever trainer they are: throwaway runs (2 updates of each case timed: each has shapes and
-    kernel variants of its own, e.g. Textual Inversion's text-encoder attention, Dreambooth BS 4's trained
-    norms at batch 4) pay it first, so the first trainer timed does not pay it for the others, nor a
-    case for the next (--cold skips them)."""
-    t = time.time()
-    subprocess.run([sys.executable, "-c", WARM], check=True, env=env, cwd=ROOT)
-    for case in dict.fromkeys(cases):
-        out = work / "out" / "warm"
-        subprocess.run(ours_cmd(case, model, images, out, res, 2, ["--final-checkpoint", "off"]), check=True,
-                       env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-        subprocess.run(["rm", "-rf", str(out)], check=True)
-    print(f"== the machine warmed in {time.time() - t:.1f} s (throwaway processes)", flush=True)
 
 
 def projections(runs: List[dict], pairs, wanted: str) -> List[dict]:
